@@ -1,0 +1,93 @@
+"""The ``ser-cli`` command line: click commands only.
+
+Each command parses options, builds configs, calls one public function of the package and
+renders the result. Reports go to files, progress and messages to stderr.
+
+Exit status (documented in README.md, "Exit status"):
+
+* 0 -- every input was processed;
+* 1 -- a fatal error (bad model file, unreadable corpus, ...): nothing useful was produced;
+* 2 -- usage error (unknown option, missing argument), as click reports it;
+* 3 -- the run finished but some input files failed; each has an error row in the reports.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+
+import click
+
+from ser_cli import __version__
+from ser_cli.errors import SerError
+
+EXIT_OK = 0
+EXIT_FATAL = 1
+EXIT_USAGE = 2
+EXIT_PARTIAL = 3
+
+
+def _ser_errors(func):
+    """Turn a ``SerError`` into a one-line click error (no traceback), exit status 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except SerError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+    return wrapper
+
+
+def device_options(func):
+    """``--device`` and ``--precision``, shared by every command that runs the model."""
+    func = click.option(
+        "--precision",
+        type=click.Choice(["auto", "fp32", "bf16"]),
+        default="auto",
+        show_default=True,
+        help="Arithmetic of the model. auto: bf16 on GPUs and on CPUs with native bf16 "
+        "(AMX/AVX512-BF16), fp32 elsewhere.",
+    )(func)
+    func = click.option(
+        "--device",
+        default="auto",
+        show_default=True,
+        help="auto, cpu, cuda or cuda:N.",
+    )(func)
+    return func
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="ser-cli")
+def main() -> None:
+    """Speech emotion recognition over audio archives.
+
+    \b
+    Example:
+      ser-cli analyze recordings/ -o ser-out
+    """
+
+
+@main.group()
+def bench() -> None:
+    """Benchmarks that time ser-cli against the libraries people use today.
+
+    \b
+    Example:
+      ser-cli bench features --seconds 60 --threads 1
+    """
+
+
+# --- commands: audio ingestion (formats) -------------------------------------------------
+
+# --- commands: features benchmark (bench features) ---------------------------------------
+
+# --- commands: training and evaluation (train, evaluate, model-info) ---------------------
+
+# --- commands: analyze, merge, bench analyze ---------------------------------------------
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
