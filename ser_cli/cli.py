@@ -82,6 +82,26 @@ def bench() -> None:
 
 # --- commands: audio ingestion (formats) -------------------------------------------------
 
+
+@main.command()
+@_ser_errors
+def formats() -> None:
+    """List the audio formats and file extensions this installation decodes.
+
+    Directories are scanned for the extensions listed (case-insensitive); a file named
+    explicitly is always tried.
+
+    \b
+    Example:
+      ser-cli formats
+    """
+    from ser_cli.audio import AUDIO_EXTENSIONS, supported_formats
+
+    for name, description in sorted(supported_formats().items()):
+        click.echo(f"{name:<8} {description}")
+    click.echo("extensions scanned: " + " ".join(sorted(AUDIO_EXTENSIONS)))
+
+
 # --- commands: features benchmark (bench features) ---------------------------------------
 
 # --- commands: training and evaluation (train, evaluate, model-info) ---------------------
