@@ -1,0 +1,328 @@
+// Fused framing + window + pruned DFT + magnitude, vectorised across frames.
+//
+// Algorithm (N = 1600, W = exp(-2 pi i / 1600), x_f[n] = window[n] * x[160 f + n], n < 640):
+//
+//   X[k] = sum_{s=0..3} W^{s k} D_s[k],   D_s[k] = sum_{m<160} x_f[4m + s] W_400^{m k},  k < 400.
+//
+// Splitting n = 4m + s first means only the 400 wanted outputs of the last (radix-4,
+// decimation-in-time) stage are computed: output pruning. The four real sequences are packed
+// two by two into complex ones, z_A = d_0 + i d_2 and z_B = d_1 + i d_3, whose 400-point DFTs
+// Z_A = D_0 + i D_2, Z_B = D_1 + i D_3 are separated with the Hermitian symmetry
+// D_s[400 - k] = conj(D_s[k]): the real input costs no wasted arithmetic. Each 400-point DFT has
+// only 160 non-zero inputs; it is a decimation-in-frequency FFT 400 = 5 x 5 x 4 x 4 whose first
+// radix-5 stage sees 2 non-zero inputs out of 5 (input pruning) and is fused with framing and
+// windowing. The result stays in digit-reversed order; the final pass reads it through a
+// permutation table, combines the four D_s and writes the magnitudes of X[k] and X[400 - k].
+//
+// Vectorisation: 8 consecutive frames run the same scalar-style program, one per lane of a
+// GCC/Clang vector of 8 floats (one AVX register; two NEON registers elsewhere), so lanes are
+// always fully used and bin k of the 8 frames is one contiguous 8-float store in the
+// (400, n_frames) output. Each lane's arithmetic is independent of its neighbours, so a frame's
+// value is bit-for-bit the same whatever group, thread or stream block computes it.
+#include "spectrogram.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#if defined(__AVX__)
+#include <immintrin.h>
+#endif
+
+namespace ser {
+namespace {
+
+typedef float v8 __attribute__((vector_size(32)));
+constexpr int kLanes = 8;
+constexpr int kM = 400;                       // length of the packed complex DFTs
+constexpr int kGroupSpan = kHopLength * (kLanes - 1) + kWinLength;  // samples one group reads
+
+struct Cx {
+  float re, im;
+};
+
+struct Plan {
+  float win[kWinLength];  // 0.5 * symmetric Hamming (the 1/2 of the Hermitian split folded in)
+  Cx s1[80][5][2];        // stage 1: y_r[b] = c0 z[b] + c1 z[b + 80]; c0 = W400^{br}, c1 = W400^{r(b+80)}
+  Cx tw80[16][5];         // stage 2 twiddles W80^{b r}
+  Cx tw16[4][4];          // stage 3 twiddles W16^{b r}
+  Cx fin[201][3];         // final: W^k, -i W^{2k}, -i W^{3k} (W = W1600)
+  int pos[kM];            // storage position of Z[k] after the in-place DIF passes
+};
+
+Cx twiddle(long e, long n) {
+  // exp(-2 pi i e / n) in double, rounded once to float.
+  e %= n;
+  if (e < 0) e += n;
+  const double a = -2.0 * M_PI * static_cast<double>(e) / static_cast<double>(n);
+  return {static_cast<float>(std::cos(a)), static_cast<float>(std::sin(a))};
+}
+
+Cx mul_minus_i(Cx c) { return {c.im, -c.re}; }  // -i * c
+
+int dif_position(int k, int n, const int* radix) {
+  // Where an in-place decimation-in-frequency FFT with these radices leaves output k.
+  if (n == 1) return 0;
+  const int r = radix[0], m = n / r;
+  return (k % r) * m + dif_position(k / r, m, radix + 1);
+}
+
+Plan make_plan() {
+  Plan p;
+  for (int n = 0; n < kWinLength; ++n) {
+    const double w = 0.54 - 0.46 * std::cos(2.0 * M_PI * n / (kWinLength - 1));
+    p.win[n] = static_cast<float>(0.5 * w);
+  }
+  for (int b = 0; b < 80; ++b)
+    for (int r = 0; r < 5; ++r) {
+      p.s1[b][r][0] = twiddle(static_cast<long>(b) * r, kM);
+      p.s1[b][r][1] = twiddle(static_cast<long>(b + 80) * r, kM);
+    }
+  for (int b = 0; b < 16; ++b)
+    for (int r = 0; r < 5; ++r) p.tw80[b][r] = twiddle(b * r, 80);
+  for (int b = 0; b < 4; ++b)
+    for (int r = 0; r < 4; ++r) p.tw16[b][r] = twiddle(b * r, 16);
+  for (int k = 0; k <= 200; ++k) {
+    p.fin[k][0] = twiddle(k, kNfft);
+    p.fin[k][1] = mul_minus_i(twiddle(2L * k, kNfft));
+    p.fin[k][2] = mul_minus_i(twiddle(3L * k, kNfft));
+  }
+  static const int radix[] = {5, 5, 4, 4};
+  for (int k = 0; k < kM; ++k) p.pos[k] = dif_position(k, kM, radix);
+  return p;
+}
+
+const Plan& plan() {
+  static const Plan p = make_plan();  // thread-safe one-time initialisation
+  return p;
+}
+
+inline v8 load8(const float* p) {
+  v8 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+inline void store8(float* p, v8 v) { std::memcpy(p, &v, sizeof v); }
+
+inline v8 vsqrt(v8 v) {
+#if defined(__AVX__)
+  return (v8)_mm256_sqrt_ps((__m256)v);
+#else
+  for (int l = 0; l < kLanes; ++l) v[l] = std::sqrt(v[l]);
+  return v;
+#endif
+}
+
+// r[l][i] -> r[i][l] for an 8 x 8 block (rows = frames, columns = samples).
+inline void transpose8(v8 r[8]) {
+  v8 t[8], s[8];
+  for (int q = 0; q < 4; ++q) {
+    t[2 * q] = __builtin_shufflevector(r[2 * q], r[2 * q + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+    t[2 * q + 1] = __builtin_shufflevector(r[2 * q], r[2 * q + 1], 2, 10, 3, 11, 6, 14, 7, 15);
+  }
+  for (int h = 0; h < 2; ++h) {
+    v8 a = t[4 * h], b = t[4 * h + 1], c = t[4 * h + 2], d = t[4 * h + 3];
+    s[4 * h + 0] = __builtin_shufflevector(a, c, 0, 1, 8, 9, 4, 5, 12, 13);
+    s[4 * h + 1] = __builtin_shufflevector(a, c, 2, 3, 10, 11, 6, 7, 14, 15);
+    s[4 * h + 2] = __builtin_shufflevector(b, d, 0, 1, 8, 9, 4, 5, 12, 13);
+    s[4 * h + 3] = __builtin_shufflevector(b, d, 2, 3, 10, 11, 6, 7, 14, 15);
+  }
+  for (int i = 0; i < 4; ++i) {
+    r[i] = __builtin_shufflevector(s[i], s[4 + i], 0, 1, 2, 3, 8, 9, 10, 11);
+    r[i + 4] = __builtin_shufflevector(s[i], s[4 + i], 4, 5, 6, 7, 12, 13, 14, 15);
+  }
+}
+
+// Stage 1 of one packed sequence at index b: z0 = z[b], z1 = z[b + 80] (z[b + 160...] are zero).
+inline void stage1(const Plan& P, int b, v8 z0r, v8 z0i, v8 z1r, v8 z1i, v8* __restrict re,
+                   v8* __restrict im) {
+  re[b] = z0r + z1r;
+  im[b] = z0i + z1i;
+  for (int r = 1; r < 5; ++r) {
+    const Cx c0 = P.s1[b][r][0], c1 = P.s1[b][r][1];
+    re[80 * r + b] = z0r * c0.re - z0i * c0.im + z1r * c1.re - z1i * c1.im;
+    im[80 * r + b] = z0r * c0.im + z0i * c0.re + z1r * c1.im + z1i * c1.re;
+  }
+}
+
+inline void cmul(v8& re, v8& im, Cx w) {
+  const v8 r = re * w.re - im * w.im;
+  im = re * w.im + im * w.re;
+  re = r;
+}
+
+// Radix-5 DIF butterfly on x[0], x[s], ..., x[4s] in place, then twiddles tw[1..4] (if any).
+inline void radix5(v8* __restrict re, v8* __restrict im, int s, const Cx* tw) {
+  constexpr float c1 = 0.309016994374947424f;   // cos(2 pi / 5)
+  constexpr float c2 = -0.809016994374947424f;  // cos(4 pi / 5)
+  constexpr float s1 = 0.951056516295153572f;   // sin(2 pi / 5)
+  constexpr float s2 = 0.587785252292473129f;   // sin(4 pi / 5)
+  const v8 x0r = re[0], x0i = im[0];
+  const v8 t1r = re[s] + re[4 * s], t1i = im[s] + im[4 * s];
+  const v8 t2r = re[2 * s] + re[3 * s], t2i = im[2 * s] + im[3 * s];
+  const v8 t3r = re[s] - re[4 * s], t3i = im[s] - im[4 * s];
+  const v8 t4r = re[2 * s] - re[3 * s], t4i = im[2 * s] - im[3 * s];
+  const v8 a1r = x0r + c1 * t1r + c2 * t2r, a1i = x0i + c1 * t1i + c2 * t2i;
+  const v8 a2r = x0r + c2 * t1r + c1 * t2r, a2i = x0i + c2 * t1i + c1 * t2i;
+  const v8 b1r = s1 * t3r + s2 * t4r, b1i = s1 * t3i + s2 * t4i;
+  const v8 b2r = s2 * t3r - s1 * t4r, b2i = s2 * t3i - s1 * t4i;
+  re[0] = x0r + t1r + t2r;
+  im[0] = x0i + t1i + t2i;
+  v8 y1r = a1r + b1i, y1i = a1i - b1r;  // a1 - i b1
+  v8 y4r = a1r - b1i, y4i = a1i + b1r;  // a1 + i b1
+  v8 y2r = a2r + b2i, y2i = a2i - b2r;  // a2 - i b2
+  v8 y3r = a2r - b2i, y3i = a2i + b2r;  // a2 + i b2
+  if (tw) {
+    cmul(y1r, y1i, tw[1]);
+    cmul(y2r, y2i, tw[2]);
+    cmul(y3r, y3i, tw[3]);
+    cmul(y4r, y4i, tw[4]);
+  }
+  re[s] = y1r, im[s] = y1i;
+  re[2 * s] = y2r, im[2 * s] = y2i;
+  re[3 * s] = y3r, im[3 * s] = y3i;
+  re[4 * s] = y4r, im[4 * s] = y4i;
+}
+
+// Radix-4 DIF butterfly on x[0], x[s], x[2s], x[3s] in place, then twiddles tw[1..3] (if any).
+inline void radix4(v8* __restrict re, v8* __restrict im, int s, const Cx* tw) {
+  const v8 ar = re[0] + re[2 * s], ai = im[0] + im[2 * s];
+  const v8 br = re[0] - re[2 * s], bi = im[0] - im[2 * s];
+  const v8 cr = re[s] + re[3 * s], ci = im[s] + im[3 * s];
+  const v8 dr = re[s] - re[3 * s], di = im[s] - im[3 * s];
+  re[0] = ar + cr, im[0] = ai + ci;
+  v8 y1r = br + di, y1i = bi - dr;  // b - i d
+  v8 y2r = ar - cr, y2i = ai - ci;
+  v8 y3r = br - di, y3i = bi + dr;  // b + i d
+  if (tw) {
+    cmul(y1r, y1i, tw[1]);
+    cmul(y2r, y2i, tw[2]);
+    cmul(y3r, y3i, tw[3]);
+  }
+  re[s] = y1r, im[s] = y1i;
+  re[2 * s] = y2r, im[2 * s] = y2i;
+  re[3 * s] = y3r, im[3 * s] = y3i;
+}
+
+// Stages 2-4 of one packed 400-point DFT (stage 1 already applied).
+inline void dft400_rest(const Plan& P, v8* __restrict re, v8* __restrict im) {
+  for (int q = 0; q < 5; ++q)
+    for (int b = 0; b < 16; ++b) radix5(re + 80 * q + b, im + 80 * q + b, 16, P.tw80[b]);
+  for (int q = 0; q < 25; ++q)
+    for (int b = 0; b < 4; ++b) radix4(re + 16 * q + b, im + 16 * q + b, 4, P.tw16[b]);
+  for (int q = 0; q < 100; ++q) radix4(re + 4 * q, im + 4 * q, 1, nullptr);
+}
+
+struct Work {
+  v8 ar[kM], ai[kM], br[kM], bi[kM];
+};
+
+// 8 frames: lane l is the frame starting at x + 160 l. Bin k of lane l goes to
+// out[k * out_stride + l]. Not inlined, so every call site runs the very same instructions.
+__attribute__((noinline)) void kernel8(const Plan& P, const float* x, float* out,
+                                       std::size_t out_stride, Work& w) {
+  for (int j = 0; j < 40; ++j) {
+    v8 lo[8], hi[8];
+    for (int l = 0; l < kLanes; ++l) {
+      lo[l] = load8(x + kHopLength * l + 8 * j);
+      hi[l] = load8(x + kHopLength * l + 320 + 8 * j);
+    }
+    transpose8(lo);
+    transpose8(hi);
+    for (int i = 0; i < 8; ++i) {
+      lo[i] *= P.win[8 * j + i];
+      hi[i] *= P.win[320 + 8 * j + i];
+    }
+    for (int h = 0; h < 2; ++h) {
+      const int b = 2 * j + h;
+      stage1(P, b, lo[4 * h], lo[4 * h + 2], hi[4 * h], hi[4 * h + 2], w.ar, w.ai);
+      stage1(P, b, lo[4 * h + 1], lo[4 * h + 3], hi[4 * h + 1], hi[4 * h + 3], w.br, w.bi);
+    }
+  }
+  dft400_rest(P, w.ar, w.ai);
+  dft400_rest(P, w.br, w.bi);
+
+  for (int k = 0; k <= 200; ++k) {
+    const int p = P.pos[k], q = P.pos[(kM - k) % kM];
+    const v8 par = w.ar[p] + w.ar[q], pai = w.ai[p] - w.ai[q];  // Z_A[k] + conj Z_A[-k]
+    const v8 qar = w.ar[p] - w.ar[q], qai = w.ai[p] + w.ai[q];  // Z_A[k] - conj Z_A[-k]
+    v8 pbr = w.br[p] + w.br[q], pbi = w.bi[p] - w.bi[q];
+    v8 qbr = w.br[p] - w.br[q], qbi = w.bi[p] + w.bi[q];
+    v8 t2r = qar, t2i = qai;
+    cmul(pbr, pbi, P.fin[k][0]);  // T1
+    cmul(t2r, t2i, P.fin[k][1]);  // T2
+    cmul(qbr, qbi, P.fin[k][2]);  // T3
+    const v8 er = par + t2r, ei = pai + t2i;  // T0 + T2
+    const v8 fr = pbr + qbr, fi = pbi + qbi;  // T1 + T3
+    const v8 xr = er + fr, xi = ei + fi;
+    store8(out + k * out_stride, vsqrt(xr * xr + xi * xi));
+    if (k > 0 && k < 200) {
+      const v8 gr = par - t2r, gi = pai - t2i;  // T0 - T2
+      const v8 hr = pbr - qbr, hi = pbi - qbi;  // T1 - T3
+      const v8 yr = gr - hi, yi = gi + hr;      // |X[400 - k]| = |G + i H|
+      store8(out + (kM - k) * out_stride, vsqrt(yr * yr + yi * yi));
+    }
+  }
+}
+
+// Frames [8 g0, 8 g1) (whole groups), plus the last partial group if `tail`.
+void run_groups(const Plan& P, const float* x, std::size_t n_samples, float* out,
+                std::size_t nf, std::size_t g0, std::size_t g1, bool tail, Work& w) {
+  for (std::size_t g = g0; g < g1; ++g)
+    kernel8(P, x + g * kLanes * kHopLength, out + g * kLanes, nf, w);
+  if (!tail) return;
+  const std::size_t f0 = g1 * kLanes, rem = nf - f0;
+  float xin[kGroupSpan] = {};
+  float tmp[kNbins * kLanes];
+  const std::size_t start = f0 * kHopLength;
+  std::memcpy(xin, x + start, std::min<std::size_t>(n_samples - start, kGroupSpan) * sizeof(float));
+  kernel8(P, xin, tmp, kLanes, w);
+  for (int k = 0; k < kNbins; ++k)
+    std::memcpy(out + k * nf + f0, tmp + k * kLanes, rem * sizeof(float));
+}
+
+}  // namespace
+
+std::size_t n_frames(std::size_t n_samples) noexcept {
+  return n_samples < static_cast<std::size_t>(kWinLength)
+             ? 0
+             : 1 + (n_samples - kWinLength) / kHopLength;
+}
+
+void hamming_window(float* window) noexcept {
+  const Plan& P = plan();
+  for (int n = 0; n < kWinLength; ++n) window[n] = 2.0f * P.win[n];
+}
+
+void spectrogram(const float* samples, std::size_t n_samples, float* out, int threads) {
+  if (threads < 1)
+    throw std::invalid_argument("threads=" + std::to_string(threads) + " is not a positive integer");
+  const std::size_t nf = n_frames(n_samples);
+  if (nf == 0) return;
+  const Plan& P = plan();
+  const std::size_t full = nf / kLanes;
+  const bool tail = nf % kLanes != 0;
+  const std::size_t units = full + (tail ? 1 : 0);
+  const std::size_t n_threads = std::min<std::size_t>(static_cast<std::size_t>(threads), units);
+  std::vector<Work> work(n_threads);  // allocated before any thread starts
+  if (n_threads == 1) {
+    run_groups(P, samples, n_samples, out, nf, 0, full, tail, work[0]);
+    return;
+  }
+  std::vector<std::thread> pool;
+  pool.reserve(n_threads - 1);
+  auto bound = [&](std::size_t t) { return full * t / n_threads; };
+  for (std::size_t t = 0; t + 1 < n_threads; ++t)
+    pool.emplace_back(run_groups, std::cref(P), samples, n_samples, out, nf, bound(t),
+                      bound(t + 1), false, std::ref(work[t]));
+  run_groups(P, samples, n_samples, out, nf, bound(n_threads - 1), full, tail,
+             work[n_threads - 1]);
+  for (auto& th : pool) th.join();
+}
+
+}  // namespace ser
