@@ -104,6 +104,29 @@ def formats() -> None:
 
 # --- commands: features benchmark (bench features) ---------------------------------------
 
+
+@bench.command("features")
+@click.option("--seconds", type=click.FloatRange(min=0.05), default=60.0, show_default=True,
+              help="Length of the synthetic speech-like test signal, in seconds.")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Threads for ser-cli and for peers that take a thread count.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON object.")
+@_ser_errors
+def bench_features_command(seconds: float, threads: int, as_json: bool) -> None:
+    """Time the spectrogram front-end against numpy, scipy, pyfftw, librosa and torch.
+
+    \b
+    Example:
+      ser-cli bench features --seconds 600 --threads 1
+    """
+    import json
+
+    from ser_cli.bench import bench_features, format_features
+
+    report = bench_features(seconds=seconds, threads=threads)
+    click.echo(json.dumps(report, indent=2) if as_json else format_features(report))
+
+
 # --- commands: training and evaluation (train, evaluate, model-info) ---------------------
 
 # --- commands: analyze, merge, bench analyze ---------------------------------------------
