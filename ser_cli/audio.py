@@ -452,7 +452,7 @@ def load(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE, *, quality: st
     Examples
     --------
     >>> x = load("clip_44k_stereo.flac")  # doctest: +SKIP
-    >>> x.dtype, x.ndim
+    >>> x.dtype, x.ndim  # doctest: +SKIP
     (dtype('float32'), 1)
     """
     path = os.fspath(path)
