@@ -129,7 +129,355 @@ def bench_features_command(seconds: float, threads: int, as_json: bool) -> None:
 
 # --- commands: training and evaluation (train, evaluate, model-info) ---------------------
 
+
+def _int_list(text: str | None, name: str) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError as exc:
+        raise click.BadParameter(f"{text!r} is not a comma-separated list of integers", param_hint=name) from exc
+
+
+def training_options(func):
+    """Options shared by ``train`` and ``evaluate``: data, recipe, architecture, scoring."""
+    options = [
+        click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True)),
+        click.option("--format", "corpus_format", default="auto", show_default=True,
+                     type=click.Choice(["auto", "manifest", "emodb", "ravdess", "iemocap"]),
+                     help="Corpus format of every SOURCE (auto: detect each)."),
+        click.option("--classes", default=None,
+                     help="Comma-separated classes in output order, e.g. neutral,happy,angry,sad "
+                     "(others are dropped). Default: every label in the data."),
+        click.option("--head", default="attention", show_default=True,
+                     type=click.Choice(["attention", "gap", "bilinear"]), help="Class-score head."),
+        click.option("--epochs", type=click.IntRange(min=1), default=50, show_default=True),
+        click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True),
+        click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.05, show_default=True,
+                     help="Initial learning rate (divided by 10 at 40/60/80 % of the epochs)."),
+        click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True),
+        click.option("--normalization", type=click.Choice(["max", "minmax"]), default=None,
+                     help="D1 per-segment normalisation before mu-law (default: FeatureConfig's)."),
+        click.option("--pool-after", default="2,3", show_default=True,
+                     help="D2: conv indices (1-5) followed by a 2x2 max-pool; 1,2,3 is ~3x faster."),
+        click.option("--widths", default="32,48,64,80", show_default=True,
+                     help="D2: channels of Conv2-Conv5."),
+        click.option("--attention-reduce", type=click.Choice(["sum", "mean"]), default="sum",
+                     show_default=True, help="D3: sum or mean over positions in attention pooling."),
+        click.option("--average", type=click.Choice(["logits", "probs"]), default="logits",
+                     show_default=True, help="D4: average segment logits or probabilities."),
+        click.option("--pad", type=click.Choice(["repeat", "zeros"]), default=None,
+                     help="D5: padding of utterances shorter than 2 s (default: SegmentConfig's)."),
+        click.option("--tail", type=click.Choice(["end", "drop"]), default=None,
+                     help="D5: add an end-aligned segment over the tail (default: SegmentConfig's)."),
+        click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+                     help="Feature cache (default $SER_CACHE or ~/.cache/ser-cli)."),
+        click.option("--threads", type=click.IntRange(min=1), default=None,
+                     help="CPU threads for torch (default: one per core)."),
+        click.option("--quiet", is_flag=True, help="No progress on stderr."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return device_options(func)
+
+
+def _training_setup(kw: dict) -> dict:
+    """Read the corpora and build every config from the shared training options."""
+    import dataclasses
+
+    from ser_cli.corpora import read_corpus, select_classes
+    from ser_cli.features import FeatureConfig
+    from ser_cli.model import ModelConfig
+    from ser_cli.scoring import ScoringConfig
+    from ser_cli.segmentation import SegmentConfig
+    from ser_cli.train import TrainConfig
+
+    utterances = read_corpus(list(kw["sources"]), format=kw["corpus_format"])
+    classes = [c for c in kw["classes"].split(",")] if kw["classes"] else None
+    utterances, classes = select_classes(utterances, classes)
+    feature_config = FeatureConfig()
+    if kw["normalization"]:
+        feature_config = dataclasses.replace(feature_config, normalization=kw["normalization"])
+    segment_config = SegmentConfig()
+    if kw["pad"]:
+        segment_config = dataclasses.replace(segment_config, pad=kw["pad"])
+    if kw["tail"]:
+        segment_config = dataclasses.replace(segment_config, tail=kw["tail"])
+    return {
+        "utterances": utterances,
+        "classes": classes,
+        "feature_config": feature_config,
+        "segment_config": segment_config,
+        "model_config": ModelConfig(
+            n_classes=len(classes),
+            head=kw["head"],
+            widths=_int_list(kw["widths"], "--widths"),
+            pool_after=_int_list(kw["pool_after"], "--pool-after"),
+            attention_reduce=kw["attention_reduce"],
+        ),
+        "train_config": TrainConfig(
+            epochs=kw["epochs"], batch_size=kw["batch_size"], lr=kw["lr"], seed=kw["seed"]
+        ),
+        "scoring_config": ScoringConfig(
+            average=kw["average"], hop_frames=segment_config.score_hop_frames
+        ),
+        "cache_dir": kw["cache_dir"],
+        "device": kw["device"],
+        "precision": kw["precision"],
+        "threads": kw["threads"],
+        "progress": not kw["quiet"],
+    }
+
+
+@main.command()
+@training_options
+@click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False),
+              help="Model file to write (TorchScript with embedded settings).")
+@click.option("--work-dir", type=click.Path(file_okay=False), default=None,
+              help="Checkpoints, for resuming (default: MODEL.work).")
+@_ser_errors
+def train(output: str, work_dir: str | None, **kw) -> None:
+    """Train the attention-pooling CNN on labelled corpora and write a model file.
+
+    SOURCE is a corpus folder (manifest.csv, IEMOCAP Session folders, EMO-DB or RAVDESS file
+    names) or a manifest CSV (path,speaker,label). Several sources combine; EMO-DB copies of one
+    recording are used once (first source wins). An interrupted run resumes from its last epoch.
+    MODEL.train.json records the settings and the per-epoch loss.
+
+    \b
+    Example:
+      ser-cli train data/emodb_original_subset data/emodb --classes neutral,happy,angry,sad -o emodb.pt
+    """
+    import shlex
+
+    from ser_cli.train import train as run_train
+
+    setup = _training_setup(kw)
+    result = run_train(
+        setup.pop("utterances"), output, work_dir=work_dir, command=shlex.join(sys.argv), **setup
+    )
+    last = result.history[-1] if result.history else {}
+    click.echo(
+        f"{result.model_path}: {len(result.classes)} classes ({', '.join(result.classes)}), "
+        f"{result.n_utterances} utterances, {result.n_segments} segments, "
+        f"final loss {last.get('loss', float('nan')):.4f}, train acc {last.get('accuracy', float('nan')):.3f}"
+    )
+    if result.skipped:
+        click.echo(f"{len(result.skipped)} file(s) skipped, listed in {result.report_path}", err=True)
+        sys.exit(EXIT_PARTIAL)
+
+
+@main.command()
+@training_options
+@click.option("-o", "--output", "output", required=True, type=click.Path(file_okay=False),
+              help="Folder for predictions.csv, metrics.json, metrics.csv, confusion.png.")
+@click.option("--folds", type=click.IntRange(min=2), default=None,
+              help="Group the sorted speakers into this many contiguous folds (default: one per speaker).")
+@click.option("--only-folds", default=None,
+              help="Comma-separated 1-based folds to run (a partial, screening result).")
+@_ser_errors
+def evaluate(output: str, folds: int | None, only_folds: str | None, **kw) -> None:
+    """Leave-one-speaker-out evaluation: WA, UA, per-class recall, confusion.
+
+    Each fold trains on the other speakers with the same recipe as 'train' and scores its
+    held-out speakers' utterances (2 s segments every 0.4 s, averaged per D4). Predictions of
+    all folds are pooled. Finished folds and epochs are kept, so a rerun resumes.
+
+    \b
+    Example:
+      ser-cli evaluate data/emodb --classes neutral,happy,angry,sad --folds 5 -o eval-emodb
+    """
+    import shlex
+
+    from ser_cli.evaluate import evaluate as run_evaluate
+
+    setup = _training_setup(kw)
+    result = run_evaluate(
+        setup.pop("utterances"),
+        output,
+        folds=folds,
+        only_folds=_int_list(only_folds, "--only-folds"),
+        command=shlex.join(sys.argv),
+        **setup,
+    )
+    tag = " (partial: only some folds)" if result.partial else ""
+    click.echo(
+        f"{output}: WA {100 * result.wa:.2f} %  UA {100 * result.ua:.2f} %  over "
+        f"{result.n_utterances} utterances, {len(result.folds_run)} fold(s){tag}"
+    )
+    if result.skipped:
+        click.echo(f"{len(result.skipped)} file(s) skipped, listed in metrics.json", err=True)
+        sys.exit(EXIT_PARTIAL)
+
+
+@main.command("model-info")
+@click.argument("model", required=False, type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="Print the whole metadata as JSON.")
+@_ser_errors
+def model_info(model: str | None, as_json: bool) -> None:
+    """Show a model file's classes, settings and evaluation metrics.
+
+    Without MODEL, the bundled model (ser_cli/models/default.pt) is shown. A model card
+    (MODEL with the extension .md) beside the file is printed too.
+
+    \b
+    Example:
+      ser-cli model-info emodb.pt
+    """
+    import json
+    from pathlib import Path
+
+    from ser_cli.model import read_metadata
+
+    if model is None:
+        bundled = Path(__file__).with_name("models") / "default.pt"
+        if not bundled.is_file():
+            raise click.ClickException(
+                f"no bundled model: {bundled} is not installed; pass a MODEL file "
+                "(train one with 'ser-cli train')"
+            )
+        model = str(bundled)
+    meta = read_metadata(model)
+    if as_json:
+        click.echo(json.dumps(meta, indent=2, sort_keys=True))
+        return
+    click.echo(f"model: {model}")
+    click.echo(f"classes: {', '.join(meta.get('classes', []))}")
+    for key in ("package_version", "torch_version", "created", "command"):
+        if key in meta:
+            click.echo(f"{key}: {meta[key]}")
+    for key in ("feature_config", "segment_config", "model_config", "scoring_config", "train_config"):
+        if key in meta:
+            values = ", ".join(f"{k}={v}" for k, v in meta[key].items())
+            click.echo(f"{key}: {values}")
+    data = meta.get("data") or {}
+    if data:
+        click.echo(f"data: {data.get('n_utterances')} utterances; corpora {data.get('corpora')}; "
+                   f"classes {data.get('classes')}")
+    metrics = meta.get("metrics")
+    if metrics:
+        click.echo("metrics: " + json.dumps(metrics, sort_keys=True))
+    card = Path(model).with_suffix(".md")
+    if card.is_file():
+        click.echo("")
+        click.echo(card.read_text())
+
 # --- commands: analyze, merge, bench analyze ---------------------------------------------
+
+
+@main.command("analyze")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("-o", "--out", default="ser-out", show_default=True,
+              type=click.Path(file_okay=False),
+              help="Output folder for the reports (created; re-using it resumes).")
+@click.option("--model", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Model file written by 'ser-cli train'. Default: the bundled model.")
+@device_options
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Segments per model call, packed across files.")
+@click.option("--jobs", type=click.IntRange(min=1), default=None,
+              help="Decoder threads. Default: min(2, usable cores).")
+@click.option("--overwrite", is_flag=True,
+              help="Delete the reports and journal in OUT and start afresh.")
+@click.option("--plot", is_flag=True,
+              help="Also write OUT/plots/<file>.png: class scores over time (needs matplotlib).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress display on stderr.")
+@click.pass_context
+@_ser_errors
+def analyze_command(ctx: click.Context, paths, out, model, device, precision, batch_size, jobs,
+                    overwrite, plot, quiet) -> None:
+    """Score every audio file in PATHS (files and folders) and write reports to OUT.
+
+    Folders are walked recursively; files with an audio extension (see 'ser-cli formats') are
+    scored, others are counted as skipped. OUT receives utterances.csv/.json (one row per
+    file: file, duration_s, n_segments, label, one probability column per class, status,
+    error), segments.csv/.json/.jsonl (one row per 2 s segment, every 0.4 s: file, index,
+    start_s, end_s, label, probabilities) and summary.json. Paths are written as given.
+
+    A file that cannot be decoded gets an error row and the run goes on. Re-running the same
+    command resumes: finished files (same path, size, mtime) are skipped, and an interrupted
+    run (Ctrl-C, kill) loses only the files in flight. A second run on the same OUT at the
+    same time, or a run with another model or precision, is refused (use --overwrite).
+
+    \b
+    Exit status: 0 every file scored; 3 some files failed (see the error column);
+    1 fatal (bad model, OUT in use or from another model); 2 usage error;
+    130 interrupted (re-run the same command to resume).
+
+    \b
+    Example:
+      ser-cli analyze recordings/ more.wav -o ser-out --jobs 2 --batch-size 32
+    """
+    from ser_cli.analyze import analyze
+
+    try:
+        result = analyze(
+            paths,
+            out,
+            model=model,
+            device=device,
+            batch_size=batch_size,
+            jobs=jobs,
+            precision=precision,
+            overwrite=overwrite,
+            plot=plot,
+            progress=not quiet,
+        )
+    except KeyboardInterrupt:
+        click.echo(
+            f"Interrupted: finished files are recorded in {out} and the reports cover them; "
+            "run the same command again to resume.",
+            err=True,
+        )
+        ctx.exit(130)
+    if not quiet:
+        run = result.summary["this_run"]
+        click.echo(
+            f"{result.n_ok} files ok, {result.n_error} failed "
+            f"({run['scored']} scored now, {run['resumed_skipped']} already done, "
+            f"{result.summary['files']['skipped_non_audio']} non-audio skipped); "
+            f"reports in {result.out}",
+            err=True,
+        )
+    if result.n_error:
+        ctx.exit(EXIT_PARTIAL)
+
+
+@bench.command("analyze")
+@click.option("--data", type=click.Path(exists=True, file_okay=False), envvar="SER_DATA",
+              default=None,
+              help="Folder of real speech to time on (or $SER_DATA). Default: synthetic files.")
+@click.option("--seconds", type=click.FloatRange(min=1.0), default=300.0, show_default=True,
+              help="Audio to time: files are taken in order until this much is reached.")
+@click.option("--model", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Model file. Default: the bundled model, else a randomly initialised "
+              "paper-sized CNN (speed does not depend on the weights).")
+@click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True,
+              help="CPU cores torch may use (both pipelines).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Segments per model call for analyze.")
+@click.option("--jobs", type=click.IntRange(min=1), default=None,
+              help="Decoder threads for analyze. Default: min(2, usable cores).")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON object.")
+@_ser_errors
+def bench_analyze_command(data, seconds, model, threads, batch_size, jobs, as_json) -> None:
+    """Time 'analyze' end to end (x real time) against a naive librosa + numpy pipeline.
+
+    Both score the same files with the same weights in fp32 on the CPU: analyze with its
+    pipeline, the naive one file at a time (librosa.load, numpy STFT, one batch per file).
+    Outputs are checked to agree before the times are reported.
+
+    \b
+    Example:
+      ser-cli bench analyze --data ../shared/data/emodb_original_subset/wav --seconds 120
+    """
+    import json
+
+    from ser_cli.analyze import bench_analyze, format_bench_analyze
+
+    report = bench_analyze(data=data, seconds=seconds, model=model, threads=threads,
+                           batch_size=batch_size, jobs=jobs)
+    click.echo(json.dumps(report, indent=2) if as_json else format_bench_analyze(report))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -83,7 +83,7 @@ class TrainConfig:
     lr_milestones : tuple of int
         1-based epochs at which the learning rate is multiplied by ``lr_gamma``, stated for a
         50-epoch run (21, 31, 41). For ``epochs != 50`` each is scaled to keep its fraction of
-        the run: ``1 + round((m - 1) * epochs / 50)``.
+        the run: ``1 + ceil((m - 1) * epochs / 50)`` (10 epochs: 5, 7, 9; 1 epoch: no drop).
     lr_gamma : float
         Factor at each milestone (0.1).
     momentum : float
@@ -163,7 +163,10 @@ def effective_milestones(config: TrainConfig) -> tuple[int, ...]:
     """
     if config.epochs == _REFERENCE_EPOCHS:
         return config.lr_milestones
-    return tuple(1 + round((m - 1) * config.epochs / _REFERENCE_EPOCHS) for m in config.lr_milestones)
+    # keep each drop's fraction of the run: it comes after ceil(fraction * epochs) epochs
+    return tuple(
+        1 + -(-(m - 1) * config.epochs // _REFERENCE_EPOCHS) for m in config.lr_milestones
+    )
 
 
 def _lr_for_epoch(config: TrainConfig, epoch: int) -> float:
