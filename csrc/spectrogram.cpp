@@ -138,89 +138,81 @@ inline void transpose8(v8 r[8]) {
   }
 }
 
+// One complex value per lane: real and imaginary parts of 8 frames side by side (64 bytes,
+// one cache line), so a butterfly touches half as many lines as split re[]/im[] arrays.
+struct C8 {
+  v8 re, im;
+};
+
+inline C8 operator+(C8 a, C8 b) { return {a.re + b.re, a.im + b.im}; }
+inline C8 operator-(C8 a, C8 b) { return {a.re - b.re, a.im - b.im}; }
+inline C8 mul_i(C8 a) { return {-a.im, a.re}; }      // i a
+inline C8 mul_minus_i(C8 a) { return {a.im, -a.re}; }  // -i a
+inline C8 cmul(C8 a, Cx w) { return {a.re * w.re - a.im * w.im, a.re * w.im + a.im * w.re}; }
+
 // Stage 1 of one packed sequence at index b: z0 = z[b], z1 = z[b + 80] (z[b + 160...] are zero).
-inline void stage1(const Plan& P, int b, v8 z0r, v8 z0i, v8 z1r, v8 z1i, v8* __restrict re,
-                   v8* __restrict im) {
-  re[b] = z0r + z1r;
-  im[b] = z0i + z1i;
+inline void stage1(const Plan& P, int b, C8 z0, C8 z1, C8* __restrict z) {
+  z[b] = z0 + z1;
   for (int r = 1; r < 5; ++r) {
     const Cx c0 = P.s1[b][r][0], c1 = P.s1[b][r][1];
-    re[80 * r + b] = z0r * c0.re - z0i * c0.im + z1r * c1.re - z1i * c1.im;
-    im[80 * r + b] = z0r * c0.im + z0i * c0.re + z1r * c1.im + z1i * c1.re;
+    z[80 * r + b] = {z0.re * c0.re - z0.im * c0.im + z1.re * c1.re - z1.im * c1.im,
+                     z0.re * c0.im + z0.im * c0.re + z1.re * c1.im + z1.im * c1.re};
   }
 }
 
-inline void cmul(v8& re, v8& im, Cx w) {
-  const v8 r = re * w.re - im * w.im;
-  im = re * w.im + im * w.re;
-  re = r;
-}
-
-// Radix-5 DIF butterfly on x[0], x[s], ..., x[4s] in place, then twiddles tw[1..4] (if any).
-inline void radix5(v8* __restrict re, v8* __restrict im, int s, const Cx* tw) {
+// Radix-5 DIF butterfly on z[0], z[s], ..., z[4s] in place, then twiddles tw[1..4].
+inline void radix5(C8* __restrict z, int s, const Cx* tw) {
   constexpr float c1 = 0.309016994374947424f;   // cos(2 pi / 5)
   constexpr float c2 = -0.809016994374947424f;  // cos(4 pi / 5)
   constexpr float s1 = 0.951056516295153572f;   // sin(2 pi / 5)
   constexpr float s2 = 0.587785252292473129f;   // sin(4 pi / 5)
-  const v8 x0r = re[0], x0i = im[0];
-  const v8 t1r = re[s] + re[4 * s], t1i = im[s] + im[4 * s];
-  const v8 t2r = re[2 * s] + re[3 * s], t2i = im[2 * s] + im[3 * s];
-  const v8 t3r = re[s] - re[4 * s], t3i = im[s] - im[4 * s];
-  const v8 t4r = re[2 * s] - re[3 * s], t4i = im[2 * s] - im[3 * s];
-  const v8 a1r = x0r + c1 * t1r + c2 * t2r, a1i = x0i + c1 * t1i + c2 * t2i;
-  const v8 a2r = x0r + c2 * t1r + c1 * t2r, a2i = x0i + c2 * t1i + c1 * t2i;
-  const v8 b1r = s1 * t3r + s2 * t4r, b1i = s1 * t3i + s2 * t4i;
-  const v8 b2r = s2 * t3r - s1 * t4r, b2i = s2 * t3i - s1 * t4i;
-  re[0] = x0r + t1r + t2r;
-  im[0] = x0i + t1i + t2i;
-  v8 y1r = a1r + b1i, y1i = a1i - b1r;  // a1 - i b1
-  v8 y4r = a1r - b1i, y4i = a1i + b1r;  // a1 + i b1
-  v8 y2r = a2r + b2i, y2i = a2i - b2r;  // a2 - i b2
-  v8 y3r = a2r - b2i, y3i = a2i + b2r;  // a2 + i b2
-  if (tw) {
-    cmul(y1r, y1i, tw[1]);
-    cmul(y2r, y2i, tw[2]);
-    cmul(y3r, y3i, tw[3]);
-    cmul(y4r, y4i, tw[4]);
-  }
-  re[s] = y1r, im[s] = y1i;
-  re[2 * s] = y2r, im[2 * s] = y2i;
-  re[3 * s] = y3r, im[3 * s] = y3i;
-  re[4 * s] = y4r, im[4 * s] = y4i;
+  const C8 x0 = z[0], t1 = z[s] + z[4 * s], t2 = z[2 * s] + z[3 * s];
+  const C8 t3 = z[s] - z[4 * s], t4 = z[2 * s] - z[3 * s];
+  const C8 a1 = {x0.re + c1 * t1.re + c2 * t2.re, x0.im + c1 * t1.im + c2 * t2.im};
+  const C8 a2 = {x0.re + c2 * t1.re + c1 * t2.re, x0.im + c2 * t1.im + c1 * t2.im};
+  const C8 b1 = {s1 * t3.re + s2 * t4.re, s1 * t3.im + s2 * t4.im};
+  const C8 b2 = {s2 * t3.re - s1 * t4.re, s2 * t3.im - s1 * t4.im};
+  z[0] = x0 + t1 + t2;
+  z[s] = cmul(a1 + mul_minus_i(b1), tw[1]);
+  z[2 * s] = cmul(a2 + mul_minus_i(b2), tw[2]);
+  z[3 * s] = cmul(a2 + mul_i(b2), tw[3]);
+  z[4 * s] = cmul(a1 + mul_i(b1), tw[4]);
 }
 
-// Radix-4 DIF butterfly on x[0], x[s], x[2s], x[3s] in place, then twiddles tw[1..3] (if any).
-inline void radix4(v8* __restrict re, v8* __restrict im, int s, const Cx* tw) {
-  const v8 ar = re[0] + re[2 * s], ai = im[0] + im[2 * s];
-  const v8 br = re[0] - re[2 * s], bi = im[0] - im[2 * s];
-  const v8 cr = re[s] + re[3 * s], ci = im[s] + im[3 * s];
-  const v8 dr = re[s] - re[3 * s], di = im[s] - im[3 * s];
-  re[0] = ar + cr, im[0] = ai + ci;
-  v8 y1r = br + di, y1i = bi - dr;  // b - i d
-  v8 y2r = ar - cr, y2i = ai - ci;
-  v8 y3r = br - di, y3i = bi + dr;  // b + i d
-  if (tw) {
-    cmul(y1r, y1i, tw[1]);
-    cmul(y2r, y2i, tw[2]);
-    cmul(y3r, y3i, tw[3]);
+// 4-point DFT of a, b, c, d (forward): y0..y3 written back into a..d.
+inline void dft4(C8& a, C8& b, C8& c, C8& d) {
+  const C8 s0 = a + c, d0 = a - c, s1 = b + d, d1 = mul_minus_i(b - d);
+  a = s0 + s1;
+  b = d0 + d1;
+  c = s0 - s1;
+  d = d0 - d1;
+}
+
+// 16-point DIF DFT on z[0..15] (stages 3 and 4 of the 400-point transform, fused).
+inline void dft16(const Plan& P, C8* __restrict z) {
+  for (int b = 0; b < 4; ++b) {
+    C8 a = z[b], c = z[b + 4], d = z[b + 8], e = z[b + 12];
+    dft4(a, c, d, e);
+    z[b] = a;
+    z[b + 4] = cmul(c, P.tw16[b][1]);
+    z[b + 8] = cmul(d, P.tw16[b][2]);
+    z[b + 12] = cmul(e, P.tw16[b][3]);
   }
-  re[s] = y1r, im[s] = y1i;
-  re[2 * s] = y2r, im[2 * s] = y2i;
-  re[3 * s] = y3r, im[3 * s] = y3i;
+  for (int q = 0; q < 4; ++q) dft4(z[4 * q], z[4 * q + 1], z[4 * q + 2], z[4 * q + 3]);
 }
 
 // Stages 2-4 of one packed 400-point DFT (stage 1 already applied).
-inline void dft400_rest(const Plan& P, v8* __restrict re, v8* __restrict im) {
+inline void dft400_rest(const Plan& P, C8* __restrict z) {
   for (int q = 0; q < 5; ++q)
-    for (int b = 0; b < 16; ++b) radix5(re + 80 * q + b, im + 80 * q + b, 16, P.tw80[b]);
-  for (int q = 0; q < 25; ++q)
-    for (int b = 0; b < 4; ++b) radix4(re + 16 * q + b, im + 16 * q + b, 4, P.tw16[b]);
-  for (int q = 0; q < 100; ++q) radix4(re + 4 * q, im + 4 * q, 1, nullptr);
+    for (int b = 0; b < 16; ++b) radix5(z + 80 * q + b, 16, P.tw80[b]);
+  for (int q = 0; q < 25; ++q) dft16(P, z + 16 * q);
 }
 
 struct Work {
-  v8 ar[kM], ai[kM], br[kM], bi[kM];
+  C8 a[kM], b[kM];
 };
+
+inline v8 magnitude(C8 x) { return vsqrt(x.re * x.re + x.im * x.im); }
 
 // 8 frames: lane l is the frame starting at x + 160 l. Bin k of lane l goes to
 // out[k * out_stride + l]. Not inlined, so every call site runs the very same instructions.
@@ -240,33 +232,24 @@ __attribute__((noinline)) void kernel8(const Plan& P, const float* x, float* out
     }
     for (int h = 0; h < 2; ++h) {
       const int b = 2 * j + h;
-      stage1(P, b, lo[4 * h], lo[4 * h + 2], hi[4 * h], hi[4 * h + 2], w.ar, w.ai);
-      stage1(P, b, lo[4 * h + 1], lo[4 * h + 3], hi[4 * h + 1], hi[4 * h + 3], w.br, w.bi);
+      stage1(P, b, {lo[4 * h], lo[4 * h + 2]}, {hi[4 * h], hi[4 * h + 2]}, w.a);
+      stage1(P, b, {lo[4 * h + 1], lo[4 * h + 3]}, {hi[4 * h + 1], hi[4 * h + 3]}, w.b);
     }
   }
-  dft400_rest(P, w.ar, w.ai);
-  dft400_rest(P, w.br, w.bi);
+  dft400_rest(P, w.a);
+  dft400_rest(P, w.b);
 
   for (int k = 0; k <= 200; ++k) {
     const int p = P.pos[k], q = P.pos[(kM - k) % kM];
-    const v8 par = w.ar[p] + w.ar[q], pai = w.ai[p] - w.ai[q];  // Z_A[k] + conj Z_A[-k]
-    const v8 qar = w.ar[p] - w.ar[q], qai = w.ai[p] + w.ai[q];  // Z_A[k] - conj Z_A[-k]
-    v8 pbr = w.br[p] + w.br[q], pbi = w.bi[p] - w.bi[q];
-    v8 qbr = w.br[p] - w.br[q], qbi = w.bi[p] + w.bi[q];
-    v8 t2r = qar, t2i = qai;
-    cmul(pbr, pbi, P.fin[k][0]);  // T1
-    cmul(t2r, t2i, P.fin[k][1]);  // T2
-    cmul(qbr, qbi, P.fin[k][2]);  // T3
-    const v8 er = par + t2r, ei = pai + t2i;  // T0 + T2
-    const v8 fr = pbr + qbr, fi = pbi + qbi;  // T1 + T3
-    const v8 xr = er + fr, xi = ei + fi;
-    store8(out + k * out_stride, vsqrt(xr * xr + xi * xi));
-    if (k > 0 && k < 200) {
-      const v8 gr = par - t2r, gi = pai - t2i;  // T0 - T2
-      const v8 hr = pbr - qbr, hi = pbi - qbi;  // T1 - T3
-      const v8 yr = gr - hi, yi = gi + hr;      // |X[400 - k]| = |G + i H|
-      store8(out + (kM - k) * out_stride, vsqrt(yr * yr + yi * yi));
-    }
+    const C8 a = w.a[p], ac = {w.a[q].re, -w.a[q].im};  // Z_A[k], conj Z_A[-k]
+    const C8 b = w.b[p], bc = {w.b[q].re, -w.b[q].im};
+    const C8 t0 = a + ac;                        // D_0
+    const C8 t1 = cmul(b + bc, P.fin[k][0]);     // W^k D_1
+    const C8 t2 = cmul(a - ac, P.fin[k][1]);     // W^2k D_2
+    const C8 t3 = cmul(b - bc, P.fin[k][2]);     // W^3k D_3
+    store8(out + k * out_stride, magnitude((t0 + t2) + (t1 + t3)));
+    if (k > 0 && k < 200)  // |X[400 - k]| = |T0 - T2 + i (T1 - T3)|
+      store8(out + (kM - k) * out_stride, magnitude((t0 - t2) + mul_i(t1 - t3)));
   }
 }
 
