@@ -47,7 +47,7 @@ struct Cx {
 
 struct Plan {
   float win[kWinLength];  // 0.5 * symmetric Hamming (the 1/2 of the Hermitian split folded in)
-  Cx s1[80][5][2];        // stage 1: y_r[b] = c0 z[b] + c1 z[b + 80]; c0 = W400^{br}, c1 = W400^{r(b+80)}
+  Cx s1[80][5];           // stage 1 twiddles W400^{b r}
   Cx tw80[16][5];         // stage 2 twiddles W80^{b r}
   Cx tw16[4][4];          // stage 3 twiddles W16^{b r}
   Cx fin[201][3];         // final: W^k, -i W^{2k}, -i W^{3k} (W = W1600)
@@ -79,8 +79,7 @@ Plan make_plan() {
   }
   for (int b = 0; b < 80; ++b)
     for (int r = 0; r < 5; ++r) {
-      p.s1[b][r][0] = twiddle(static_cast<long>(b) * r, kM);
-      p.s1[b][r][1] = twiddle(static_cast<long>(b + 80) * r, kM);
+      p.s1[b][r] = twiddle(static_cast<long>(b) * r, kM);
     }
   for (int b = 0; b < 16; ++b)
     for (int r = 0; r < 5; ++r) p.tw80[b][r] = twiddle(b * r, 80);
@@ -151,13 +150,20 @@ inline C8 mul_minus_i(C8 a) { return {a.im, -a.re}; }  // -i a
 inline C8 cmul(C8 a, Cx w) { return {a.re * w.re - a.im * w.im, a.re * w.im + a.im * w.re}; }
 
 // Stage 1 of one packed sequence at index b: z0 = z[b], z1 = z[b + 80] (z[b + 160...] are zero).
+// y_r = (z0 + W5^r z1) W400^{b r}: a radix-5 butterfly with three of its five inputs zero, the
+// conjugate pairs r and 5 - r sharing their products.
 inline void stage1(const Plan& P, int b, C8 z0, C8 z1, C8* __restrict z) {
+  constexpr float c1 = 0.309016994374947424f, c2 = -0.809016994374947424f;  // cos(2 pi r / 5)
+  constexpr float s1 = 0.951056516295153572f, s2 = 0.587785252292473129f;   // sin(2 pi r / 5)
   z[b] = z0 + z1;
-  for (int r = 1; r < 5; ++r) {
-    const Cx c0 = P.s1[b][r][0], c1 = P.s1[b][r][1];
-    z[80 * r + b] = {z0.re * c0.re - z0.im * c0.im + z1.re * c1.re - z1.im * c1.im,
-                     z0.re * c0.im + z0.im * c0.re + z1.re * c1.im + z1.im * c1.re};
-  }
+  const C8 u1 = {z0.re + c1 * z1.re, z0.im + c1 * z1.im};
+  const C8 u2 = {z0.re + c2 * z1.re, z0.im + c2 * z1.im};
+  const C8 v1 = {s1 * z1.im, s1 * z1.re}, v2 = {s2 * z1.im, s2 * z1.re};
+  // z0 + (c - i s) z1 = (u.re + s z1.im) + i (u.im - s z1.re); r = 5 - r takes the other signs.
+  z[80 + b] = cmul({u1.re + v1.re, u1.im - v1.im}, P.s1[b][1]);
+  z[320 + b] = cmul({u1.re - v1.re, u1.im + v1.im}, P.s1[b][4]);
+  z[160 + b] = cmul({u2.re + v2.re, u2.im - v2.im}, P.s1[b][2]);
+  z[240 + b] = cmul({u2.re - v2.re, u2.im + v2.im}, P.s1[b][3]);
 }
 
 // Radix-5 DIF butterfly on z[0], z[s], ..., z[4s] in place, then twiddles tw[1..4].
@@ -300,11 +306,18 @@ void spectrogram(const float* samples, std::size_t n_samples, float* out, int th
   std::vector<std::thread> pool;
   pool.reserve(n_threads - 1);
   auto bound = [&](std::size_t t) { return full * t / n_threads; };
-  for (std::size_t t = 0; t + 1 < n_threads; ++t)
-    pool.emplace_back(run_groups, std::cref(P), samples, n_samples, out, nf, bound(t),
-                      bound(t + 1), false, std::ref(work[t]));
-  run_groups(P, samples, n_samples, out, nf, bound(n_threads - 1), full, tail,
-             work[n_threads - 1]);
+  std::size_t done = 0;  // groups handed to started threads
+  try {
+    for (std::size_t t = 0; t + 1 < n_threads; ++t) {
+      pool.emplace_back(run_groups, std::cref(P), samples, n_samples, out, nf, bound(t),
+                        bound(t + 1), false, std::ref(work[t]));
+      done = bound(t + 1);
+    }
+  } catch (...) {
+    // Could not start a thread (resource limits): the calling thread does the rest, so the
+    // running threads are always joined and the result is complete.
+  }
+  run_groups(P, samples, n_samples, out, nf, done, full, tail, work[n_threads - 1]);
   for (auto& th : pool) th.join();
 }
 

@@ -147,7 +147,9 @@ def test_normalize_minmax_range_and_formula():
     assert y.min() == pytest.approx(-1.0) and y.max() == pytest.approx(1.0)
     x = 2 * (spec - spec.min()) / (spec.max() - spec.min()) - 1
     expected = np.sign(x) * np.log1p(100 * np.abs(x)) / np.log1p(100)
-    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-6)
+    # float32 rounding of the affine map (~1e-7) is amplified by the mu-law slope at 0,
+    # mu / ln(1 + mu) ~ 22, hence the absolute tolerance.
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("mode, value", [("max", 0.0), ("minmax", -1.0)])
