@@ -21,6 +21,7 @@ import json
 import os
 import warnings
 import zipfile
+import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -539,7 +540,7 @@ def _read_metadata_from_zip(path: Path) -> dict[str, Any]:
                 )
             raw = archive.read(names[0])
             bad = archive.testzip()
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as exc:
         raise ModelFileError(f"{path}: corrupt model archive ({exc})") from exc
     if bad is not None:
         raise ModelFileError(f"{path}: corrupt model archive (bad CRC in {bad})")

@@ -1,0 +1,253 @@
+"""CNN_TF shapes, heads, TorchScript files (round trip, consistency, bad files), devices."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import pytest
+import torch
+
+from ser_cli.errors import ConfigError, ModelFileError
+from ser_cli.model import (
+    CNN,
+    MODEL_FORMAT,
+    ModelConfig,
+    cpu_has_native_bf16,
+    export_model,
+    export_program,
+    load_model,
+    read_metadata,
+    resolve_device,
+    resolve_precision,
+)
+from tests.conftest import tiny_model_config
+
+HEADS = ["attention", "gap", "bilinear"]
+
+
+def _metadata(classes=("high", "low"), model_config=None):
+    from ser_cli.features import FeatureConfig
+    from ser_cli.model import config_dict
+    from ser_cli.scoring import ScoringConfig
+    from ser_cli.segmentation import SegmentConfig
+
+    return {
+        "classes": list(classes),
+        "feature_config": config_dict(FeatureConfig()),
+        "segment_config": config_dict(SegmentConfig()),
+        "scoring_config": config_dict(ScoringConfig()),
+        "model_config": config_dict(model_config or tiny_model_config()),
+    }
+
+
+def _segments(n, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 1, 400, 200, generator=g)
+
+
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        ({"n_classes": 1}, "n_classes"),
+        ({"head": "max"}, "head"),
+        ({"widths": (4, 4, 4)}, "widths"),
+        ({"pool_after": (0,)}, "pool_after"),
+        ({"pool_after": (2, 2)}, "pool_after"),
+        ({"conv1_channels": (8,)}, "conv1_channels"),
+        ({"conv1_shapes": ((0, 2), (2, 8))}, "conv1_shapes"),
+        ({"attention_reduce": "max"}, "attention_reduce"),
+    ],
+)
+def test_model_config_errors_name_the_field(kwargs, field):
+    with pytest.raises(ConfigError, match=field):
+        ModelConfig(**kwargs)
+
+
+def test_model_config_round_trips_through_json():
+    config = ModelConfig(n_classes=3, pool_after=(1, 2, 3), head="gap")
+    from ser_cli.model import config_dict
+
+    assert ModelConfig.from_dict(json.loads(json.dumps(config_dict(config)))) == config
+
+
+def test_default_trunk_shape_and_size():
+    """D2 default: 400 x 200 -> 99 x 49 x 80, about 93 k parameters; pool after Conv1 too -> 49 x 24."""
+    net = CNN(ModelConfig(n_classes=4)).eval()
+    with torch.no_grad():
+        assert net.trunk(torch.zeros(1, 1, 400, 200)).shape == (1, 80, 99, 49)
+        fast = CNN(ModelConfig(n_classes=4, pool_after=(1, 2, 3))).eval()
+        assert fast.trunk(torch.zeros(1, 1, 400, 200)).shape == (1, 80, 49, 24)
+    n_params = sum(p.numel() for p in net.parameters())
+    assert 90_000 < n_params < 96_000
+
+
+@pytest.mark.parametrize("head", HEADS)
+def test_head_works_on_any_map_size(head):
+    net = CNN(tiny_model_config(head=head)).eval()
+    with torch.no_grad():
+        for h, w in [(49, 24), (10, 3), (1, 1)]:
+            assert net.head(torch.rand(2, 4, h, w)).shape == (2, 2)
+
+
+def test_attention_mean_is_sum_over_positions():
+    torch.manual_seed(0)
+    summed = CNN(tiny_model_config(attention_reduce="sum")).eval()
+    mean = CNN(tiny_model_config(attention_reduce="mean")).eval()
+    mean.load_state_dict(summed.state_dict())
+    features = torch.rand(2, 4, 7, 5)
+    with torch.no_grad():
+        torch.testing.assert_close(mean.head(features) * 35, summed.head(features))
+
+
+@pytest.mark.parametrize("head", HEADS)
+def test_scripted_model_matches_eager(head, tmp_path):
+    torch.manual_seed(0)
+    net = CNN(tiny_model_config(head=head)).eval()
+    path = export_model(net, tmp_path / f"{head}.pt", _metadata(model_config=net.config))
+    loaded = load_model(path)
+    assert isinstance(loaded.module, torch.jit.ScriptModule)
+    x = _segments(3)
+    with torch.no_grad():
+        expected = net(x)
+        torch.testing.assert_close(loaded.module(x), expected, rtol=1e-5, atol=1e-5)
+        # trunk and head stay callable separately in the file
+        torch.testing.assert_close(loaded.module.head(loaded.module.trunk(x)), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_segment_alone_equals_segment_in_batch():
+    torch.manual_seed(0)
+    net = CNN(tiny_model_config()).eval()
+    x = _segments(5, seed=1)
+    with torch.no_grad():
+        batch = net(x)
+        for i in range(len(x)):
+            torch.testing.assert_close(net(x[i : i + 1])[0], batch[i], rtol=1e-5, atol=1e-5)
+
+
+def test_load_model_exposes_configs_and_hash(tiny_model):
+    loaded = load_model(tiny_model)
+    meta = loaded.metadata
+    assert meta["format"] == MODEL_FORMAT
+    assert loaded.classes == ["high", "low"]
+    assert loaded.model_config == tiny_model_config()
+    assert loaded.segment_config.score_hop_frames == loaded.scoring_config.hop_frames == 40
+    assert loaded.feature_config.normalization == meta["feature_config"]["normalization"]
+    for key in ("package_version", "torch_version", "command", "data", "created", "train_config"):
+        assert key in meta
+    assert meta["data"]["speakers"] == {"s1": 6, "s2": 6, "s3": 6, "s4": 6}
+    assert len(loaded.sha256) == 64 and loaded.name == "tiny"
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ModelFileError, match="nope.pt.*does not exist"):
+        load_model(tmp_path / "nope.pt")
+
+
+def test_not_a_zip(tmp_path):
+    path = tmp_path / "text.pt"
+    path.write_text("hello")
+    with pytest.raises(ModelFileError, match="text.pt.*not a ser-cli model"):
+        load_model(path)
+
+
+def test_foreign_torchscript(tmp_path):
+    path = tmp_path / "foreign.pt"
+    torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), str(path))
+    with pytest.raises(ModelFileError, match="foreign.pt.*without ser_cli.json"):
+        load_model(path)
+
+
+def test_truncated_file(tiny_model, tmp_path):
+    data = tiny_model.read_bytes()
+    path = tmp_path / "cut.pt"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelFileError, match="cut.pt"):
+        load_model(path)
+
+
+def test_corrupt_member(tiny_model, tmp_path):
+    """Flipped bytes inside a stored tensor: the zip CRC check names the file."""
+    path = tmp_path / "flipped.pt"
+    data = bytearray(tiny_model.read_bytes())
+    with zipfile.ZipFile(tiny_model) as archive:
+        info = max(archive.infolist(), key=lambda i: i.file_size)
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra) + 64
+    for i in range(start, start + 16):
+        data[i] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match="flipped.pt"):
+        load_model(path)
+
+
+def test_wrong_format_tag(tmp_path):
+    net = CNN(tiny_model_config())
+    path = export_model(net, tmp_path / "future.pt", {**_metadata(), "format": "ser-cli-model/99"})
+    with pytest.raises(ModelFileError, match="future.pt.*unsupported model format"):
+        read_metadata(path)
+
+
+def test_class_count_mismatch(tmp_path):
+    path = export_model(CNN(tiny_model_config()), tmp_path / "odd.pt", _metadata(classes=("a", "b", "c")))
+    with pytest.raises(ModelFileError, match="odd.pt.*3 class names"):
+        load_model(path)
+
+
+def test_export_program():
+    """The torch.export path (TorchScript's successor) works on the eager model."""
+    program = export_program(CNN(tiny_model_config()))
+    out = program.module()(torch.zeros(1, 1, 400, 200))
+    assert out.shape == (1, 2)
+
+
+def test_resolve_device():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type in ("cpu", "cuda")
+    with pytest.raises(ConfigError, match="tpu"):
+        resolve_device("tpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA present")
+def test_cuda_unavailable_is_config_error():
+    with pytest.raises(ConfigError, match="CUDA is not available"):
+        resolve_device("cuda:0")
+
+
+def test_resolve_precision(monkeypatch, tmp_path):
+    cpu = torch.device("cpu")
+    assert resolve_precision("fp32", cpu) == "fp32"
+    assert resolve_precision("bf16", cpu) == "bf16"
+    with pytest.raises(ConfigError, match="precision"):
+        resolve_precision("fp16", cpu)
+    avx2 = tmp_path / "avx2"
+    avx2.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 fma\n")
+    amx = tmp_path / "amx"
+    amx.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f amx_bf16 amx_tile\n")
+    assert not cpu_has_native_bf16(avx2)
+    assert cpu_has_native_bf16(amx)
+    assert not cpu_has_native_bf16(tmp_path / "missing")
+    import ser_cli.model as model_module
+
+    monkeypatch.setattr(model_module, "cpu_has_native_bf16", lambda: False)
+    assert resolve_precision("auto", cpu) == "fp32"
+    monkeypatch.setattr(model_module, "cpu_has_native_bf16", lambda: True)
+    assert resolve_precision("auto", cpu) == "bf16"
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("head", HEADS)
+def test_cuda_matches_cpu(head, tmp_path):
+    torch.manual_seed(0)
+    net = CNN(tiny_model_config(head=head)).eval()
+    path = export_model(net, tmp_path / "m.pt", _metadata(model_config=net.config))
+    x = _segments(4)
+    with torch.no_grad():
+        expected = net(x)
+        loaded = load_model(path, device="cuda")
+        got = loaded.module(x.cuda()).cpu()
+        torch.testing.assert_close(got, expected, rtol=1e-3, atol=1e-3)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            bf16 = loaded.module(x.cuda()).float().cpu()
+        torch.testing.assert_close(bf16, expected, rtol=0.1, atol=0.1)
+    assert resolve_precision("auto", torch.device("cuda")) in ("bf16", "fp32")
