@@ -561,6 +561,8 @@ def train(
     if not utterances:
         raise CorpusError("no training utterances")
     classes = list(classes) if classes is not None else sorted({u.label for u in utterances})
+    if len(classes) < 2:
+        raise CorpusError(f"training needs at least 2 classes, found {classes}")
     class_index = {c: i for i, c in enumerate(classes)}
     for utt in utterances:
         if utt.label not in class_index:

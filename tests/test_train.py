@@ -1,0 +1,162 @@
+"""The training recipe: config checks, lr schedule, exact resume, bad files, held-out accuracy, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+import ser_cli.train as train_module
+from ser_cli.corpora import read_corpus
+from ser_cli.errors import ConfigError
+from ser_cli.model import load_model
+from ser_cli.scoring import utterance_scores
+from ser_cli.train import TrainConfig, effective_milestones, extract_segments, predict_logits, train
+from tests.conftest import tiny_model_config
+
+
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        ({"epochs": 0}, "epochs"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"lr": -1.0}, "lr"),
+        ({"lr_milestones": (31, 21)}, "lr_milestones"),
+        ({"momentum": 1.0}, "momentum"),
+        ({"label_smoothing": 1.0}, "label_smoothing"),
+        ({"seed": -1}, "seed"),
+    ],
+)
+def test_train_config_errors_name_the_field(kwargs, field):
+    with pytest.raises(ConfigError, match=field):
+        TrainConfig(**kwargs)
+
+
+def test_lr_schedule_is_the_papers_and_scales_with_epochs():
+    assert effective_milestones(TrainConfig()) == (21, 31, 41)
+    assert effective_milestones(TrainConfig(epochs=10)) == (5, 7, 9)
+    config = TrainConfig()
+    lrs = [train_module._lr_for_epoch(config, e) for e in (1, 20, 21, 30, 31, 41, 50)]
+    np.testing.assert_allclose(lrs, [0.05, 0.05, 0.005, 0.005, 5e-4, 5e-5, 5e-5])
+    assert train_module._lr_for_epoch(TrainConfig(epochs=1), 1) == 0.05
+
+
+def _run(utts, out, work, cache, epochs=3):
+    return train(
+        utts, out, model_config=tiny_model_config(), train_config=TrainConfig(epochs=epochs, batch_size=2),
+        work_dir=work, cache_dir=cache, device="cpu", precision="fp32", progress=False, command="test",
+    )
+
+
+def _checkpoint_weights(work):
+    return torch.load(work / "checkpoint.pt", weights_only=True)["model"]
+
+
+def test_resume_equals_uninterrupted(synthetic_corpus, feature_cache, tmp_path, monkeypatch):
+    utts = [u for u in read_corpus(synthetic_corpus) if u.speaker == "s1"][:4]
+    whole = _run(utts, tmp_path / "whole.pt", tmp_path / "whole", feature_cache)
+
+    real_save = train_module._atomic_torch_save
+
+    def save_then_die(obj, path):
+        real_save(obj, path)
+        if obj["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "_atomic_torch_save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        _run(utts, tmp_path / "cut.pt", tmp_path / "cut", feature_cache)
+    monkeypatch.setattr(train_module, "_atomic_torch_save", real_save)
+    assert not (tmp_path / "cut.pt").exists()
+    resumed = _run(utts, tmp_path / "cut.pt", tmp_path / "cut", feature_cache)
+
+    a, b = _checkpoint_weights(tmp_path / "whole"), _checkpoint_weights(tmp_path / "cut")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert [h["loss"] for h in resumed.history] == [h["loss"] for h in whole.history]
+    report = json.loads(resumed.report_path.read_text())
+    assert [h["epoch"] for h in report["history"]] == [1, 2, 3]
+
+
+def test_bad_file_is_skipped_and_listed(synthetic_corpus, feature_cache, tmp_path):
+    import dataclasses
+
+    utts = [u for u in read_corpus(synthetic_corpus) if u.speaker == "s3"][2:5]  # both classes
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    utts.append(dataclasses.replace(utts[0], path=str(broken), utt_id="broken"))
+    result = _run(utts, tmp_path / "m.pt", tmp_path / "w", feature_cache, epochs=1)
+    assert result.n_utterances == 3
+    assert [s["path"] for s in result.skipped] == [str(broken)]
+    assert "broken.wav" in result.skipped[0]["reason"]
+    assert json.loads(result.report_path.read_text())["skipped"] == result.skipped
+    assert load_model(result.model_path).metadata["skipped"] == result.skipped
+
+
+def test_feature_cache_is_reused(synthetic_corpus, tmp_path, monkeypatch):
+    from ser_cli.features import FeatureConfig
+    from ser_cli.segmentation import SegmentConfig
+
+    utt = read_corpus(synthetic_corpus)[0]
+    first = extract_segments(utt.path, 100, FeatureConfig(), SegmentConfig(), tmp_path)
+    assert first.dtype == np.float16 and first.shape[1:] == (400, 200)
+    assert len(list(tmp_path.rglob("*.npy"))) == 1
+
+    def fail(*args, **kwargs):
+        raise AssertionError("recomputed despite the cache")
+
+    monkeypatch.setattr(train_module, "_compute_segments", fail)
+    np.testing.assert_array_equal(
+        extract_segments(utt.path, 100, FeatureConfig(), SegmentConfig(), tmp_path), first
+    )
+    # another normalisation is another cache entry
+    monkeypatch.undo()
+    extract_segments(utt.path, 100, FeatureConfig(normalization="minmax"), SegmentConfig(), tmp_path)
+    assert len(list(tmp_path.rglob("*.npy"))) == 2
+
+
+def test_held_out_speaker_is_recognised(synthetic_corpus, feature_cache, tmp_path):
+    """Smoke recipe: a few epochs on 3 synthetic speakers, >= 90 % on the 4th."""
+    utts = read_corpus(synthetic_corpus)
+    train_utts = [u for u in utts if u.speaker != "s2"]
+    test_utts = [u for u in utts if u.speaker == "s2"]
+    result = train(
+        train_utts, tmp_path / "m.pt", model_config=tiny_model_config(head="gap"),
+        train_config=TrainConfig(epochs=8, batch_size=4), cache_dir=feature_cache,
+        device="cpu", precision="fp32", progress=False, command="test",
+    )
+    loaded = load_model(result.model_path)
+    correct = 0
+    for utt in test_utts:
+        segments = extract_segments(
+            utt.path, loaded.scoring_config.hop_frames, loaded.feature_config, loaded.segment_config,
+            feature_cache,
+        )
+        logits = predict_logits(loaded.module, segments, torch.device("cpu"))
+        correct += loaded.classes[int(np.argmax(utterance_scores(logits, loaded.scoring_config)))] == utt.label
+    assert correct / len(test_utts) >= 0.9
+
+
+def test_cli_train_and_model_info(synthetic_corpus, feature_cache, tmp_path):
+    from ser_cli.cli import main
+
+    out = tmp_path / "cli.pt"
+    runner = CliRunner()
+    result = runner.invoke(
+        main,
+        ["train", str(synthetic_corpus), "-o", str(out), "--epochs", "1", "--widths", "4,4,4,4",
+         "--pool-after", "1,2,3", "--batch-size", "8", "--classes", "low,high", "--head", "gap",
+         "--cache-dir", str(feature_cache), "--device", "cpu", "--quiet"],
+    )
+    assert result.exit_code == 0, result.output
+    assert "2 classes (low, high)" in result.output
+    info = runner.invoke(main, ["model-info", str(out)])
+    assert info.exit_code == 0, info.output
+    assert "classes: low, high" in info.output and "head=gap" in info.output
+    bad = runner.invoke(main, ["train", str(synthetic_corpus), "-o", str(out), "--classes", "low,angry"])
+    assert bad.exit_code == 1 and "angry not in the data" in bad.output
+    assert "Example:" in runner.invoke(main, ["train", "--help"]).output
