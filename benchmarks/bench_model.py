@@ -1,0 +1,154 @@
+"""Training and inference speed of CNN_TF: fp32 vs bf16, NCHW vs channels_last, two D2 variants.
+
+For each architecture (the D2 default, pools after Conv2 and Conv3; and pool_after=(1, 2, 3)),
+each precision and each memory format, it times ``--timed`` SGD steps and ``--timed`` eval
+forward passes on random ``(batch, 1, 400, 200)`` segments after ``--warmup`` untimed ones, and
+prints segments per second. Before timing it checks that the bf16 and channels_last outputs agree
+with fp32 NCHW (the "reference"). It ends with what these rates mean for a full 10-fold EMO-DB
+4-class evaluation with the paper's 50 epochs.
+
+    python benchmarks/bench_model.py --batch 32 --timed 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shlex
+import sys
+import time
+from datetime import datetime, timezone
+
+import torch
+
+from ser_cli.model import CNN, ModelConfig, autocast, cpu_has_native_bf16, resolve_device
+
+VARIANTS = {
+    "D2 default (pool after 2,3)": ModelConfig(n_classes=4),
+    "pool_after=(1,2,3)": ModelConfig(n_classes=4, pool_after=(1, 2, 3)),
+}
+
+
+def _model(config: ModelConfig, device, channels_last: bool) -> CNN:
+    torch.manual_seed(0)
+    net = CNN(config).to(device)
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    return net
+
+
+def _input(batch: int, device, channels_last: bool) -> torch.Tensor:
+    x = torch.rand(batch, 1, 400, 200, generator=torch.Generator().manual_seed(1)).to(device)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def _sync(device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def check(config: ModelConfig, device, batch: int) -> dict[str, float]:
+    """Max |logit difference| of each variant against fp32 NCHW, eval mode."""
+    out = {}
+    with torch.no_grad():
+        ref = _model(config, device, False).eval()(_input(batch, device, False)).float()
+        for precision in ("fp32", "bf16"):
+            for cl in (False, True):
+                net = _model(config, device, cl).eval()
+                with autocast(device, precision):
+                    got = net(_input(batch, device, cl)).float()
+                out[f"{precision}/{'CL' if cl else 'NCHW'}"] = float((got - ref).abs().max())
+    return out
+
+
+def time_train(config, device, precision, channels_last, batch, warmup, timed) -> float:
+    net = _model(config, device, channels_last).train()
+    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=1e-4)
+    x = _input(batch, device, channels_last)
+    y = torch.randint(0, config.n_classes, (batch,), generator=torch.Generator().manual_seed(2)).to(device)
+    elapsed = 0.0
+    for step in range(warmup + timed):
+        _sync(device)
+        t0 = time.perf_counter()
+        with autocast(device, precision):
+            logits = net(x)
+        loss = torch.nn.functional.cross_entropy(logits.float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        _sync(device)
+        if step >= warmup:
+            elapsed += time.perf_counter() - t0
+    return batch * timed / elapsed
+
+
+def time_infer(config, device, precision, channels_last, batch, warmup, timed) -> float:
+    net = _model(config, device, channels_last).eval()
+    x = _input(batch, device, channels_last)
+    elapsed = 0.0
+    with torch.inference_mode():
+        for step in range(warmup + timed):
+            _sync(device)
+            t0 = time.perf_counter()
+            with autocast(device, precision):
+                net(x)
+            _sync(device)
+            if step >= warmup:
+                elapsed += time.perf_counter() - t0
+    return batch * timed / elapsed
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=32, help="segments per step (default 32)")
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--timed", type=int, default=2, help="timed steps per cell (default 2)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--skip-bf16", action="store_true")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    print(f"command: python benchmarks/bench_model.py {shlex.join(sys.argv[1:])}")
+    print(f"date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC")
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as handle:
+            cpu = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    print(f"machine: {cpu}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads, native bf16: {cpu_has_native_bf16()}, device {device}, "
+          f"load average {os.getloadavg()[0]:.1f}")
+    print(f"batch {args.batch}, {args.warmup} warm-up + {args.timed} timed steps per cell; segments/s\n")
+    precisions = ["fp32"] if args.skip_bf16 else ["fp32", "bf16"]
+    rates = {}
+    for name, config in VARIANTS.items():
+        diffs = check(config, device, 2)
+        print(f"== {name}: {sum(p.numel() for p in CNN(config).parameters())} parameters; "
+              "max |logit - fp32 NCHW|: " + ", ".join(f"{k} {v:.2e}" for k, v in diffs.items()))
+        assert diffs["fp32/CL"] < 1e-3, "channels_last fp32 disagrees with NCHW"
+        print(f"{'precision':>9} {'layout':>6} {'train seg/s':>12} {'infer seg/s':>12}")
+        for precision in precisions:
+            for cl in (False, True):
+                tr = time_train(config, device, precision, cl, args.batch, args.warmup, args.timed)
+                inf = time_infer(config, device, precision, cl, args.batch, args.warmup, args.timed)
+                rates[(name, precision, cl)] = (tr, inf)
+                print(f"{precision:>9} {'CL' if cl else 'NCHW':>6} {tr:12.2f} {inf:12.2f}", flush=True)
+        print()
+    # EMO-DB 4 classes (neutral, happy, angry, sad): 339 utterances; the 2 s copies give one
+    # training segment each; 10 folds each train on ~9/10 of them for 50 epochs and score ~34.
+    passes = 339 * 0.9 * 50 * 10
+    print("10-fold EMO-DB 4-class evaluation, 50 epochs, ~1 training segment per utterance "
+          f"({passes:.0f} segment passes; scoring is negligible):")
+    for name in VARIANTS:
+        tr, inf = rates[(name, "fp32", True)]
+        print(f"  {name}, fp32 channels_last: {passes / tr / 3600:.1f} h training "
+              f"+ {339 * 1 / inf:.0f} s scoring")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
