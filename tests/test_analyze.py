@@ -305,3 +305,9 @@ def test_cuda_matches_cpu(workdir, tiny_model):
     classes = ser_cli.load_model(tiny_model).classes
     np.testing.assert_allclose([gpu.utterances[0][c] for c in classes],
                                [cpu.utterances[0][c] for c in classes], atol=1e-4)
+
+
+def test_public_function_survives_importing_the_module(workdir, tiny_model):
+    importlib.import_module("ser_cli.analyze")  # sets the package attribute to the module
+    result = ser_cli.analyze(["in/a.wav"], "out", model=tiny_model, progress=False)
+    assert result.n_ok == 1
