@@ -13,9 +13,9 @@ from ser_cli.errors import AudioError, ConfigError, CorpusError, ModelFileError,
 __version__ = "0.1.0"
 
 _LAZY = {
-    "analyze": "ser_cli.analyze",
-    "train": "ser_cli.train",
-    "evaluate": "ser_cli.evaluate",
+    "analyze": "ser_cli.analysis",
+    "train": "ser_cli.training",
+    "evaluate": "ser_cli.evaluation",
     "scan": "ser_cli.audio",
     "load_audio": ("ser_cli.audio", "load"),
     "spectrogram": "ser_cli.features",

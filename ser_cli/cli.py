@@ -190,7 +190,7 @@ def _training_setup(kw: dict) -> dict:
     from ser_cli.model import ModelConfig
     from ser_cli.scoring import ScoringConfig
     from ser_cli.segmentation import SegmentConfig
-    from ser_cli.train import TrainConfig
+    from ser_cli.training import TrainConfig
 
     utterances = read_corpus(list(kw["sources"]), format=kw["corpus_format"])
     classes = [c for c in kw["classes"].split(",")] if kw["classes"] else None
@@ -218,9 +218,7 @@ def _training_setup(kw: dict) -> dict:
         "train_config": TrainConfig(
             epochs=kw["epochs"], batch_size=kw["batch_size"], lr=kw["lr"], seed=kw["seed"]
         ),
-        "scoring_config": ScoringConfig(
-            average=kw["average"], hop_frames=segment_config.score_hop_frames
-        ),
+        "scoring_config": ScoringConfig(average=kw["average"]),
         "cache_dir": kw["cache_dir"],
         "device": kw["device"],
         "precision": kw["precision"],
@@ -250,7 +248,7 @@ def train(output: str, work_dir: str | None, **kw) -> None:
     """
     import shlex
 
-    from ser_cli.train import train as run_train
+    from ser_cli.training import train as run_train
 
     setup = _training_setup(kw)
     result = run_train(
@@ -289,7 +287,7 @@ def evaluate(output: str, folds: int | None, only_folds: str | None, **kw) -> No
     """
     import shlex
 
-    from ser_cli.evaluate import evaluate as run_evaluate
+    from ser_cli.evaluation import evaluate as run_evaluate
 
     setup = _training_setup(kw)
     result = run_evaluate(
@@ -408,7 +406,7 @@ def analyze_command(ctx: click.Context, paths, out, model, device, precision, ba
     Example:
       ser-cli analyze recordings/ more.wav -o ser-out --jobs 2 --batch-size 32
     """
-    from ser_cli.analyze import analyze
+    from ser_cli.analysis import analyze
 
     try:
         result = analyze(
@@ -473,7 +471,7 @@ def bench_analyze_command(data, seconds, model, threads, batch_size, jobs, as_js
     """
     import json
 
-    from ser_cli.analyze import bench_analyze, format_bench_analyze
+    from ser_cli.analysis import bench_analyze, format_bench_analyze
 
     report = bench_analyze(data=data, seconds=seconds, model=model, threads=threads,
                            batch_size=batch_size, jobs=jobs)

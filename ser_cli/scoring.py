@@ -1,7 +1,7 @@
 """Segment scores → utterance scores (SPEC §2; decision D4).
 
-At scoring time an utterance is cut into 2 s segments every ``hop_frames`` frames (0.4 s); the
-network gives one logit vector per segment, and the utterance's class probabilities are their
+At scoring time an utterance is cut into 2 s segments every
+``SegmentConfig.score_hop_frames`` frames (0.4 s); the network gives one logit vector per segment, and the utterance's class probabilities are their
 average: of the logits, then a softmax (``average="logits"``), or of the per-segment softmax
 outputs (``average="probs"``).
 """
@@ -27,8 +27,6 @@ class ScoringConfig:
     ----------
     average : {"logits", "probs"}
         D4: average the segments' logits then apply a softmax, or average their softmax outputs.
-    hop_frames : int
-        Frames between segment starts at scoring time (10 ms frames; 40 = 0.4 s, SPEC §2).
 
     Raises
     ------
@@ -37,21 +35,15 @@ class ScoringConfig:
 
     Examples
     --------
-    >>> ScoringConfig().hop_frames
-    40
+    >>> ScoringConfig().average
+    'logits'
     """
 
     average: str = "logits"
-    hop_frames: int = 40
 
     def __post_init__(self) -> None:
         if self.average not in _AVERAGES:
             raise ConfigError(f"average={self.average!r} is not one of logits, probs")
-        if isinstance(self.hop_frames, bool) or not isinstance(self.hop_frames, (int, np.integer)):
-            raise ConfigError(f"hop_frames={self.hop_frames!r} must be an int")
-        if self.hop_frames < 1:
-            raise ConfigError(f"hop_frames={self.hop_frames} must be >= 1")
-        object.__setattr__(self, "hop_frames", int(self.hop_frames))
 
 
 def _as_logits(segment_logits) -> np.ndarray:

@@ -8,7 +8,7 @@ in the spectrogram (harmonic spacing 9-13 vs 20-28 bins), so even a CNN with 4 c
 layer separates the classes on held-out speakers after a few epochs.
 
 ``tiny_model`` is a TorchScript model file trained on it for 3 epochs by
-:func:`ser_cli.train.train` with the tiny architecture :data:`TINY_MODEL` (attention head).
+:func:`ser_cli.training.train` with the tiny architecture :data:`TINY_MODEL` (attention head).
 Both are session-scoped: built once per test run.
 """
 
@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests import signals
+import signals
 
 SPEAKER_FORMANTS = {
     "s1": (700.0, 1200.0, 2600.0),
@@ -75,7 +75,7 @@ def feature_cache(tmp_path_factory):
 def tiny_model(synthetic_corpus, feature_cache, tmp_path_factory):
     """Path of a TorchScript model (classes high, low) trained 3 epochs on ``synthetic_corpus``."""
     from ser_cli.corpora import read_corpus
-    from ser_cli.train import TrainConfig, train
+    from ser_cli.training import TrainConfig, train
 
     out = tmp_path_factory.mktemp("tiny-model") / "tiny.pt"
     result = train(

@@ -7,7 +7,10 @@ are in seconds (``duration_s``), rates in Hz. Other modules may append generator
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
+import soundfile as sf
 
 SAMPLE_RATE = 16000
 
@@ -24,11 +27,13 @@ def tone(freq_hz: float = 1000.0, duration_s: float = 1.0, *, sample_rate: int =
 
 
 def noise(duration_s: float = 1.0, *, sample_rate: int = SAMPLE_RATE, amplitude: float = 0.1,
-          seed: int = 0) -> np.ndarray:
-    """Seeded white Gaussian noise with standard deviation ``amplitude``, float32."""
+          seed: int = 0, channels: int | None = None) -> np.ndarray:
+    """Seeded white Gaussian noise with standard deviation ``amplitude``, float32, clipped to
+    [-1, 1]; shape (n,), or (n, channels) when ``channels`` is given."""
     rng = np.random.default_rng(seed)
     n = int(round(duration_s * sample_rate))
-    return (amplitude * rng.standard_normal(n)).astype(np.float32)
+    shape = (n,) if channels is None else (n, channels)
+    return np.clip(amplitude * rng.standard_normal(shape), -1.0, 1.0).astype(np.float32)
 
 
 def chirp(f0_hz: float = 100.0, f1_hz: float = 7000.0, duration_s: float = 1.0, *,
@@ -78,3 +83,14 @@ def vowel(f0_hz: float = 120.0, formants_hz=(700.0, 1200.0, 2600.0), duration_s:
         y = out
     peak = np.abs(y).max()
     return (amplitude * y / peak if peak > 0 else y).astype(np.float32)
+
+
+def write_tone(path: str | os.PathLike, sample_rate: int, *, freq_hz: float = 1000.0,
+               duration_s: float = 0.5, channels: int = 1, subtype: str | None = None,
+               format: str | None = None) -> np.ndarray:
+    """Write a tone on every channel (channel c scaled by 1/(c+1)) with soundfile; return the
+    (frames, channels) float64 data written."""
+    x = tone(freq_hz, duration_s, sample_rate=sample_rate).astype(np.float64)
+    data = np.stack([x / (c + 1) for c in range(channels)], axis=1)
+    sf.write(os.fspath(path), data, sample_rate, subtype=subtype, format=format)
+    return data

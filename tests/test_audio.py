@@ -12,7 +12,8 @@ from ser_cli import audio
 from ser_cli.audio import AUDIO_EXTENSIONS, AudioConfig, ScanStats, info, load, scan, stream
 from ser_cli.errors import AudioError, ConfigError
 
-from audio_files import noise, tone, write_tone
+import signals
+from signals import write_tone
 
 RATES = [8000, 11025, 16000, 22050, 44100, 48000, 96000, 192000]
 
@@ -28,7 +29,7 @@ def peak_hz(x: np.ndarray, sample_rate: int = 16000) -> float:
 @pytest.mark.parametrize("rate", RATES)
 def test_every_rate_is_resampled_to_16k_keeping_the_tone(tmp_path, rate):
     path = tmp_path / f"tone_{rate}.wav"
-    write_tone(path, rate, freq_hz=1000.0, seconds=0.5)
+    write_tone(path, rate, freq_hz=1000.0, duration_s=0.5)
     x = load(path)
     assert x.dtype == np.float32 and x.ndim == 1
     assert abs(len(x) - 8000) <= 1
@@ -41,12 +42,12 @@ def test_every_rate_is_resampled_to_16k_keeping_the_tone(tmp_path, rate):
 @pytest.mark.parametrize("subtype", ["PCM_U8", "PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE"])
 def test_wav_sample_widths(tmp_path, subtype):
     path = tmp_path / f"w_{subtype}.wav"
-    write_tone(path, 44100, freq_hz=440.0, seconds=0.5, subtype=subtype)
+    write_tone(path, 44100, freq_hz=440.0, duration_s=0.5, subtype=subtype)
     assert info(path).subtype == subtype
     x = load(path)
     assert abs(len(x) - 8000) <= 1
     assert peak_hz(x) == pytest.approx(440.0, abs=2.0)
-    reference = tone(440.0, 0.5, 16000).astype(np.float32)
+    reference = signals.tone(440.0, 0.5, sample_rate=16000).astype(np.float32)
     tol = 0.02 if subtype == "PCM_U8" else 1e-3
     mid = slice(1000, -1000)
     assert np.abs(x[mid] - reference[mid]).max() < tol
@@ -77,7 +78,7 @@ def test_container_formats(tmp_path, fmt, ext, subtype, rate):
     if fmt not in sf.available_formats():
         pytest.skip(f"libsndfile {sf.__libsndfile_version__} has no {fmt}")
     path = tmp_path / f"t{rate}.{ext}"
-    write_tone(path, rate, seconds=0.5, channels=2, format=fmt, subtype=subtype)
+    write_tone(path, rate, duration_s=0.5, channels=2, format=fmt, subtype=subtype)
     x = load(path)
     assert x.dtype == np.float32
     assert abs(len(x) - 8000) <= 1200  # lossy codecs may pad or trim a frame
@@ -88,7 +89,7 @@ def test_16k_mono_is_bit_exact_and_never_resampled(tmp_path, monkeypatch):
     import soxr
 
     path = tmp_path / "16k.flac"
-    sf.write(path, noise(1.0, 16000)[:, 0], 16000, subtype="PCM_24")
+    sf.write(path, signals.noise(1.0, sample_rate=16000), 16000, subtype="PCM_24")
 
     def boom(*args, **kwargs):
         raise AssertionError("resampler called for a 16 kHz file")
@@ -104,7 +105,7 @@ def test_16k_mono_is_bit_exact_and_never_resampled(tmp_path, monkeypatch):
 @pytest.mark.parametrize("block_s", [0.05, 0.37, 1.0, 10.0])
 def test_stream_equals_load(tmp_path, rate, channels, block_s):
     path = tmp_path / f"s{rate}_{channels}.wav"
-    sf.write(path, noise(2.3, rate, channels, seed=rate), rate, subtype="FLOAT")
+    sf.write(path, signals.noise(2.3, sample_rate=rate, channels=channels, seed=rate), rate, subtype="FLOAT")
     whole = load(path)
     blocks = list(stream(path, block_s=block_s))
     assert all(b.dtype == np.float32 and b.ndim == 1 and len(b) for b in blocks)
@@ -115,7 +116,7 @@ def test_stream_equals_load(tmp_path, rate, channels, block_s):
 
 def test_stream_has_no_click_at_block_joins(tmp_path):
     path = tmp_path / "t.wav"
-    write_tone(path, 44100, freq_hz=300.0, seconds=3.0)
+    write_tone(path, 44100, freq_hz=300.0, duration_s=3.0)
     x = np.concatenate(list(stream(path, block_s=0.25)))
     # a 300 Hz tone of amplitude 0.5 changes by at most 2*pi*300/16000*0.5 = 0.059 per sample
     assert np.abs(np.diff(x)).max() < 0.06
@@ -132,7 +133,7 @@ def test_resample_quality_option(tmp_path):
 
 def test_info_reports_header(tmp_path):
     path = tmp_path / "i.flac"
-    write_tone(path, 22050, seconds=1.0, channels=2, subtype="PCM_16")
+    write_tone(path, 22050, duration_s=1.0, channels=2, subtype="PCM_16")
     meta = info(path)
     assert meta == audio.AudioInfo(
         path=str(path), sample_rate=22050, channels=2, frames=22050, duration_s=1.0,
@@ -177,9 +178,9 @@ def test_load_rejects_bad_settings(tmp_path):
 # --- bad files: one test per kind -------------------------------------------------------------
 
 
-def _wav_bytes(tmp_path, rate=16000, seconds=0.5, subtype="PCM_16") -> bytes:
+def _wav_bytes(tmp_path, rate=16000, duration_s=0.5, subtype="PCM_16") -> bytes:
     p = tmp_path / "_src.wav"
-    write_tone(p, rate, seconds=seconds, subtype=subtype)
+    write_tone(p, rate, duration_s=duration_s, subtype=subtype)
     return p.read_bytes()
 
 
@@ -205,7 +206,7 @@ def test_truncated_header(tmp_path, n_bytes):
 
 def test_truncated_wav_body_is_not_silently_shorter(tmp_path):
     # libsndfile alone would return the 8000 frames that remain and no error
-    data = _wav_bytes(tmp_path, seconds=1.0)
+    data = _wav_bytes(tmp_path, duration_s=1.0)
     path = tmp_path / "body.wav"
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(AudioError, match=r"body\.wav: truncated: the 'data' chunk declares 32000 bytes"):
@@ -216,7 +217,7 @@ def test_truncated_wav_body_is_not_silently_shorter(tmp_path):
 
 def test_truncated_aiff_body(tmp_path):
     src = tmp_path / "_src.aiff"
-    write_tone(src, 16000, seconds=1.0, subtype="PCM_16")
+    write_tone(src, 16000, duration_s=1.0, subtype="PCM_16")
     path = tmp_path / "body.aiff"
     path.write_bytes(src.read_bytes()[:20000])
     with pytest.raises(AudioError, match=r"body\.aiff: truncated: the 'SSND' chunk"):
@@ -225,7 +226,7 @@ def test_truncated_aiff_body(tmp_path):
 
 def test_truncated_flac_body(tmp_path):
     src = tmp_path / "_src.flac"
-    sf.write(src, noise(2.0, 16000)[:, 0], 16000, subtype="PCM_16")
+    sf.write(src, signals.noise(2.0, sample_rate=16000), 16000, subtype="PCM_16")
     path = tmp_path / "body.flac"
     path.write_bytes(src.read_bytes()[: src.stat().st_size // 2])
     with pytest.raises(AudioError, match=r"body\.flac: (cannot decode|truncated)"):
@@ -235,7 +236,7 @@ def test_truncated_flac_body(tmp_path):
 @pytest.mark.skipif("MP3" not in sf.available_formats(), reason="no MP3 in this libsndfile")
 def test_truncated_mp3_body(tmp_path):
     src = tmp_path / "_src.mp3"
-    sf.write(src, noise(2.0, 16000)[:, 0], 16000, format="MP3", subtype="MPEG_LAYER_III")
+    sf.write(src, signals.noise(2.0, sample_rate=16000), 16000, format="MP3", subtype="MPEG_LAYER_III")
     path = tmp_path / "body.mp3"
     path.write_bytes(src.read_bytes()[: src.stat().st_size // 2])
     with pytest.raises(AudioError, match=r"body\.mp3: truncated: decoded \d+ of the \d+ frames"):
@@ -265,7 +266,7 @@ def test_zero_samples(tmp_path):
 
 @pytest.mark.parametrize(("value", "kind"), [(np.nan, "NaN"), (np.inf, "Inf"), (-np.inf, "Inf")])
 def test_non_finite_samples_are_rejected(tmp_path, value, kind):
-    data = noise(1.0, 16000, channels=2)
+    data = signals.noise(1.0, sample_rate=16000, channels=2)
     data[12345, 1] = value
     path = tmp_path / "bad.wav"
     sf.write(path, data, 16000, subtype="FLOAT")
@@ -276,7 +277,7 @@ def test_non_finite_samples_are_rejected(tmp_path, value, kind):
 
 
 def test_non_finite_at_48k_raises_before_resampling(tmp_path):
-    data = noise(0.5, 48000)[:, 0]
+    data = signals.noise(0.5, sample_rate=48000)
     data[-1] = np.nan
     path = tmp_path / "late.wav"
     sf.write(path, data, 48000, subtype="DOUBLE")

@@ -15,10 +15,10 @@ import soundfile as sf
 from click.testing import CliRunner
 
 from ser_cli import cli, reports
-from tests import signals
+import signals
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-analyze_module = importlib.import_module("ser_cli.analyze")
+analyze_module = importlib.import_module("ser_cli.analysis")
 
 
 @pytest.fixture

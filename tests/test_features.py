@@ -9,7 +9,7 @@ import pytest
 from ser_cli import features
 from ser_cli.errors import ConfigError
 from ser_cli.features import FeatureConfig, SpectrogramStream, normalize, spectrogram
-from tests import signals
+import signals
 
 
 def reference(x, n_bins=400) -> np.ndarray:

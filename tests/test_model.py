@@ -21,7 +21,7 @@ from ser_cli.model import (
     resolve_device,
     resolve_precision,
 )
-from tests.conftest import tiny_model_config
+from conftest import tiny_model_config
 
 HEADS = ["attention", "gap", "bilinear"]
 
@@ -131,7 +131,7 @@ def test_load_model_exposes_configs_and_hash(tiny_model):
     assert meta["format"] == MODEL_FORMAT
     assert loaded.classes == ["high", "low"]
     assert loaded.model_config == tiny_model_config()
-    assert loaded.segment_config.score_hop_frames == loaded.scoring_config.hop_frames == 40
+    assert loaded.segment_config.score_hop_frames == 40
     assert loaded.feature_config.normalization == meta["feature_config"]["normalization"]
     for key in ("package_version", "torch_version", "command", "data", "created", "train_config"):
         assert key in meta

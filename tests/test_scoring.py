@@ -13,8 +13,6 @@ from ser_cli.scoring import ScoringConfig, segment_probabilities, utterance_scor
 def test_config_errors_name_the_field():
     with pytest.raises(ConfigError, match="average"):
         ScoringConfig(average="median")
-    with pytest.raises(ConfigError, match="hop_frames"):
-        ScoringConfig(hop_frames=0)
 
 
 def test_logits_average_then_softmax():

@@ -1,4 +1,4 @@
-"""Tests of ser_cli.analyze: the batch pipeline, its reports, resume and refusals.
+"""Tests of ser_cli.analysis (ser_cli.analyze): the batch pipeline, its reports, resume and refusals.
 
 Audio is synthetic (tests/signals.py); the model is the session fixture ``tiny_model``.
 """
@@ -18,12 +18,12 @@ import soundfile as sf
 
 import ser_cli
 from ser_cli import reports
-from ser_cli.analyze import analyze
+from ser_cli.analysis import analyze
 from ser_cli.errors import ConfigError, ModelFileError, SerError
-from tests import signals
+import signals
 
 # ``ser_cli.analyze`` the attribute is the function (public API); the module is in sys.modules.
-analyze_module = importlib.import_module("ser_cli.analyze")
+analyze_module = importlib.import_module("ser_cli.analysis")
 
 REPORTS = ("utterances.csv", "utterances.json", "segments.csv", "segments.json", "segments.jsonl")
 
@@ -251,7 +251,7 @@ def test_a_second_concurrent_run_is_refused(workdir, tiny_model):
 
 
 def test_another_model_into_the_same_out_is_refused(workdir, tiny_model, tmp_path):
-    from tests.conftest import tiny_model_config
+    from conftest import tiny_model_config
 
     other = analyze_module._random_model(tmp_path / "other.pt", tiny_model_config())
     _run(["in/a.wav"], model=tiny_model)
@@ -308,6 +308,7 @@ def test_cuda_matches_cpu(workdir, tiny_model):
 
 
 def test_public_function_survives_importing_the_module(workdir, tiny_model):
-    importlib.import_module("ser_cli.analyze")  # sets the package attribute to the module
+    importlib.import_module("ser_cli.analysis")
+    importlib.import_module("ser_cli.training")
     result = ser_cli.analyze(["in/a.wav"], "out", model=tiny_model, progress=False)
     assert result.n_ok == 1

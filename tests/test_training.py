@@ -9,13 +9,13 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-import ser_cli.train as train_module
+import ser_cli.training as train_module
 from ser_cli.corpora import read_corpus
 from ser_cli.errors import ConfigError
 from ser_cli.model import load_model
 from ser_cli.scoring import utterance_scores
-from ser_cli.train import TrainConfig, effective_milestones, extract_segments, predict_logits, train
-from tests.conftest import tiny_model_config
+from ser_cli.training import TrainConfig, effective_milestones, extract_segments, predict_logits, train
+from conftest import tiny_model_config
 
 
 @pytest.mark.parametrize(
@@ -133,7 +133,7 @@ def test_held_out_speaker_is_recognised(synthetic_corpus, feature_cache, tmp_pat
     correct = 0
     for utt in test_utts:
         segments = extract_segments(
-            utt.path, loaded.scoring_config.hop_frames, loaded.feature_config, loaded.segment_config,
+            utt.path, loaded.segment_config.score_hop_frames, loaded.feature_config, loaded.segment_config,
             feature_cache,
         )
         logits = predict_logits(loaded.module, segments, torch.device("cpu"))

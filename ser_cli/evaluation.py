@@ -2,7 +2,7 @@
 
 Speakers are sorted and split into folds: one per speaker by default, or ``folds=k`` contiguous
 groups (RAVDESS's 24 actors with k = 6 give 01-04, 05-08, ...). Each fold trains a model on the
-other speakers with :func:`ser_cli.train.train` (same recipe, its own checkpoint folder), exports
+other speakers with :func:`ser_cli.training.train` (same recipe, its own checkpoint folder), exports
 it, reopens the model file and scores the held-out utterances with scoring segmentation
 (``score_hop_frames``, 0.4 s) from the settings inside the file. The predictions of all folds are
 pooled before the metrics are computed.
@@ -203,7 +203,7 @@ def _run_fold(
     import torch
 
     from ser_cli.model import load_model, resolve_device, resolve_precision
-    from ser_cli.train import extract_segments, predict_logits, train
+    from ser_cli.training import extract_segments, predict_logits, train
 
     result_path = fold_dir / "result.json"
     if result_path.is_file():
@@ -248,7 +248,7 @@ def _run_fold(
     for utt in test_utts:
         try:
             segments = extract_segments(
-                utt.path, loaded.scoring_config.hop_frames, loaded.feature_config,
+                utt.path, loaded.segment_config.score_hop_frames, loaded.feature_config,
                 loaded.segment_config, cache_dir,
             )
         except SerError as exc:
@@ -319,10 +319,10 @@ def evaluate(
     only_folds : sequence of int, optional
         1-based folds to run; the result is marked partial.
     feature_config, segment_config, model_config, train_config, scoring_config
-        As for :func:`ser_cli.train.train`; ``scoring_config.average`` picks the primary D4
+        As for :func:`ser_cli.training.train`; ``scoring_config.average`` picks the primary D4
         average (both are reported).
     cache_dir, device, precision, threads, progress, command
-        As for :func:`ser_cli.train.train`.
+        As for :func:`ser_cli.training.train`.
 
     Returns
     -------
@@ -343,7 +343,7 @@ def evaluate(
     from ser_cli.features import FeatureConfig
     from ser_cli.model import ModelConfig
     from ser_cli.segmentation import SegmentConfig
-    from ser_cli.train import TrainConfig
+    from ser_cli.training import TrainConfig
 
     utterances = list(utterances)
     if not utterances:
@@ -359,7 +359,7 @@ def evaluate(
         "segment_config": segment_config,
         "model_config": model_config or ModelConfig(n_classes=len(classes)),
         "train_config": train_config or TrainConfig(),
-        "scoring_config": scoring_config or ScoringConfig(hop_frames=segment_config.score_hop_frames),
+        "scoring_config": scoring_config or ScoringConfig(),
     }
     primary = configs["scoring_config"].average
     groups = make_folds([u.speaker for u in utterances], folds)

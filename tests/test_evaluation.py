@@ -10,9 +10,9 @@ import pytest
 
 from ser_cli.corpora import read_corpus
 from ser_cli.errors import ConfigError
-from ser_cli.evaluate import confusion_matrix, evaluate, make_folds, metrics_from_confusion
-from ser_cli.train import TrainConfig
-from tests.conftest import tiny_model_config
+from ser_cli.evaluation import confusion_matrix, evaluate, make_folds, metrics_from_confusion
+from ser_cli.training import TrainConfig
+from conftest import tiny_model_config
 
 
 def test_metrics_from_a_hand_made_confusion():
@@ -91,7 +91,7 @@ def test_evaluate_writes_every_output_and_resumes(three_speakers, feature_cache,
         assert float(r["high"]) + float(r["low"]) == pytest.approx(1.0, abs=1e-5)
 
     # a rerun reuses both folds without training
-    import ser_cli.train as train_module
+    import ser_cli.training as train_module
 
     monkeypatch.setattr(train_module, "train", lambda *a, **k: pytest.fail("retrained a finished fold"))
     again = _evaluate(three_speakers, out, feature_cache)

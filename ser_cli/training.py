@@ -551,12 +551,7 @@ def train(
     feature_config = feature_config or FeatureConfig()
     segment_config = segment_config or SegmentConfig()
     train_config = train_config or TrainConfig()
-    scoring_config = scoring_config or ScoringConfig(hop_frames=segment_config.score_hop_frames)
-    if scoring_config.hop_frames != segment_config.score_hop_frames:
-        raise ConfigError(
-            f"scoring_config.hop_frames={scoring_config.hop_frames} differs from "
-            f"segment_config.score_hop_frames={segment_config.score_hop_frames}"
-        )
+    scoring_config = scoring_config or ScoringConfig()
     utterances = list(utterances)
     if not utterances:
         raise CorpusError("no training utterances")

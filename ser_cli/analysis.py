@@ -34,7 +34,6 @@ import shlex
 import sys
 import threading
 import time
-import types
 import warnings
 from collections import deque
 from dataclasses import asdict, dataclass, field
@@ -1102,16 +1101,3 @@ def format_bench_analyze(report: dict[str, Any]) -> str:
         f"labels {report['labels_agree']}",
     ]
     return "\n".join(lines)
-
-
-class _CallableModule(types.ModuleType):
-    """``ser_cli.analyze`` is both this module and the public function (``ser_cli/__init__``
-    exports the function lazily). Once anything has imported the module (the CLI does), the
-    import system sets the package attribute ``ser_cli.analyze`` to the module; making the
-    module callable keeps ``ser_cli.analyze(paths, ...)`` working either way."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> AnalyzeResult:
-        return analyze(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
