@@ -112,6 +112,8 @@ def analyze(
     overwrite: bool = False,
     plot: bool = False,
     progress: bool = True,
+    shard=None,
+    backend=None,
 ) -> AnalyzeResult:
     """Score every audio file under ``paths`` and write reports into ``out``.
 
@@ -139,6 +141,16 @@ def analyze(
         Also write ``out/plots/<path as given>.png`` per scored file (needs matplotlib).
     progress : bool
         Show progress on stderr (a rich bar on a terminal, plain lines otherwise).
+    shard : str or ser_cli.sharding.Shard, optional
+        ``"i/n"`` (1-based): score only the files of shard ``i`` of ``n``, chosen by a hash of
+        each file's path relative to its input (see :mod:`ser_cli.sharding`); join the outputs
+        of all shards with :func:`ser_cli.merge.merge`.
+    backend : optional
+        Where files are scored. None: this process (decoder threads, batches packed across
+        files). An object with ``name`` and ``run(todo, commit, **model_settings)``, e.g.
+        :class:`ser_cli.distributed.DaskBackend`: one task per file on a cluster; the model
+        is then loaded here on the CPU only to read its settings, ``device`` is resolved on
+        each worker, and ``precision="auto"`` is resolved here, so all workers agree.
 
     Returns
     -------
@@ -174,11 +186,15 @@ def analyze(
 
     from ser_cli.model import load_model, resolve_device, resolve_precision
 
+    if shard is not None:
+        from ser_cli.sharding import parse_shard
+
+        shard = parse_shard(shard)
     model_path = Path(model) if model is not None else default_model_path()
-    torch_device = resolve_device(device)
+    torch_device = resolve_device(device if backend is None else "cpu")
     resolved_precision = resolve_precision(precision, torch_device)
     loaded = load_model(model_path, torch_device)
-    scorer = _Scorer(loaded, torch_device, resolved_precision)
+    scorer = _Scorer(loaded, torch_device, resolved_precision) if backend is None else None
 
     out = Path(out)
     try:
@@ -194,7 +210,8 @@ def analyze(
         "precision": resolved_precision,
     }
     settings = {
-        "device": str(torch_device),
+        "backend": "local" if backend is None else backend.name,
+        "device": str(torch_device) if backend is None else device,
         "precision": resolved_precision,
         "batch_size": batch_size,
         "jobs": jobs,
@@ -208,6 +225,13 @@ def analyze(
     with reports.OutputLock(out):
         reports.prepare_output(out, run_settings, overwrite=overwrite)
         files, failed_inputs, scan_stats = _collect(paths)
+        if shard is not None:
+            from ser_cli.sharding import select
+
+            roots = [paths] if isinstance(paths, (str, bytes, os.PathLike)) else list(paths)
+            mine = select(shard, roots, [d for d, _ in files] + [d for d, _, _ in failed_inputs])
+            files = [f for f in files if f[0] in mine]
+            failed_inputs = [f for f in failed_inputs if f[0] in mine]
         with reports.Journal(out) as journal:
             todo: list[tuple[str, reports.FileKey]] = []
             n_resumed = 0
@@ -228,15 +252,26 @@ def analyze(
             interrupted = False
             try:
                 with display_progress:
-                    _Pipeline(
-                        scorer=scorer,
-                        todo=todo,
-                        journal=journal,
-                        committed=committed,
-                        batch_size=batch_size,
-                        jobs=jobs,
-                        progress=display_progress,
-                    ).run()
+                    if backend is None:
+                        _Pipeline(
+                            scorer=scorer,
+                            todo=todo,
+                            journal=journal,
+                            committed=committed,
+                            batch_size=batch_size,
+                            jobs=jobs,
+                            progress=display_progress,
+                        ).run()
+                    else:
+
+                        def commit(record: dict[str, Any], duration_s: float) -> None:
+                            journal.append(record)
+                            committed.append({k: v for k, v in record.items() if k != "segments"})
+                            display_progress.advance(duration_s, ok=record["status"] == "ok")
+
+                        backend.run(todo, commit, model_path=str(model_path),
+                                    model_sha256=loaded.sha256, device=device,
+                                    precision=resolved_precision, batch_size=batch_size)
             except KeyboardInterrupt:
                 interrupted = True
             utterances = reports.render_reports(out, journal, loaded.classes)
@@ -278,6 +313,7 @@ def analyze(
             },
             "versions": _versions(),
             "command": shlex.join(sys.argv),
+            "shard": None if shard is None else str(shard),
             "settings": settings,
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
@@ -615,39 +651,120 @@ class _Pipeline:
         self._commit(_error_record(state.display, state.key, reason), 0.0)
 
     def _finish(self, fid: int) -> None:
-        from ser_cli.scoring import segment_probabilities, utterance_scores
-        from ser_cli.segmentation import frames_to_seconds
-
         state = self.files.pop(fid)
-        scorer = self.scorer
-        logits = np.concatenate(state.logits)
-        starts = np.concatenate(state.starts)
-        probs = segment_probabilities(logits)
-        utterance = utterance_scores(logits, scorer.scoring_config)
-        seg_frames = scorer.segment_config.segment_frames
-        spans = [frames_to_seconds(int(s), seg_frames, state.n_samples) for s in starts]
-        duration_s = state.n_samples / _SAMPLE_RATE
-        record = {
-            "file": state.display,
-            "key": state.key.as_dict(),
-            "status": "ok",
-            "error": "",
-            "duration_s": _round(duration_s),
-            "n_segments": len(starts),
-            "label": scorer.classes[int(np.argmax(utterance))],
-            "scores": [reports.round_score(p) for p in utterance],
-            "segments": {
-                "start_s": [_round(a) for a, _ in spans],
-                "end_s": [_round(b) for _, b in spans],
-                "scores": [[reports.round_score(p) for p in row] for row in probs],
-            },
-        }
-        self._commit(record, duration_s)
+        record = _ok_record(state.display, state.key, np.concatenate(state.logits),
+                            np.concatenate(state.starts), state.n_samples, self.scorer)
+        self._commit(record, state.n_samples / _SAMPLE_RATE)
 
     def _commit(self, record: dict[str, Any], duration_s: float) -> None:
         self.journal.append(record)
         self.committed.append({k: v for k, v in record.items() if k != "segments"})
         self.progress.advance(duration_s, ok=record["status"] == "ok")
+
+
+def _ok_record(display: str, key: reports.FileKey, logits: np.ndarray, starts: np.ndarray,
+               n_samples: int, scorer: _Scorer) -> dict[str, Any]:
+    """The journal record of a scored file: ``logits`` ``(n, K)``, ``starts`` ``(n,)`` frames."""
+    from ser_cli.scoring import segment_probabilities, utterance_scores
+    from ser_cli.segmentation import frames_to_seconds
+
+    probs = segment_probabilities(logits)
+    utterance = utterance_scores(logits, scorer.scoring_config)
+    seg_frames = scorer.segment_config.segment_frames
+    spans = [frames_to_seconds(int(s), seg_frames, n_samples) for s in starts]
+    return {
+        "file": display,
+        "key": key.as_dict(),
+        "status": "ok",
+        "error": "",
+        "duration_s": _round(n_samples / _SAMPLE_RATE),
+        "n_segments": len(starts),
+        "label": scorer.classes[int(np.argmax(utterance))],
+        "scores": [reports.round_score(p) for p in utterance],
+        "segments": {
+            "start_s": [_round(a) for a, _ in spans],
+            "end_s": [_round(b) for _, b in spans],
+            "scores": [[reports.round_score(p) for p in row] for row in probs],
+        },
+    }
+
+
+def score_file(path: str | os.PathLike[str], scorer: _Scorer, *, batch_size: int = 32,
+               display: str | None = None, key: reports.FileKey | None = None) -> dict[str, Any]:
+    """Score one whole file into its journal record, in this thread (no decoder threads).
+
+    Used by the scale-out backends (:mod:`ser_cli.distributed`), one task per file. Segments go
+    through the model in calls of exactly ``batch_size`` rows (the last one zero-padded), the
+    shape the pipeline of :func:`analyze` uses, so the record is bit-for-bit the one
+    :func:`analyze` journals for the file on the same device and precision. Memory: one batch
+    and one decoded block, plus the file's logits ``(n_segments, K)``.
+
+    Parameters
+    ----------
+    path : path-like
+        The file to open.
+    scorer : _Scorer
+        ``_Scorer(load_model(model, device), device, precision)``; build it once per process.
+    batch_size : int
+        Rows per model call (>= 1); the same value as the run this record joins.
+    display : str, optional
+        The file as written in the reports (default ``path``); error messages name it.
+    key : reports.FileKey, optional
+        The identity to journal (default ``reports.file_key(path)``).
+
+    Returns
+    -------
+    dict
+        The journal record: ``status`` ``ok`` with scores, or ``error`` with the reason.
+
+    Raises
+    ------
+    Only bugs: a :class:`SerError` while decoding becomes an error record.
+
+    Examples
+    --------
+    >>> record = score_file("a.wav", scorer)  # doctest: +SKIP
+    >>> record["status"], record["label"]  # doctest: +SKIP
+    ('ok', 'angry')
+    """
+    opened = os.fspath(path)
+    display = opened if display is None else display
+    key = reports.file_key(opened) if key is None else key
+    pending: list[_Chunk] = []
+    logits: list[np.ndarray] = []
+    starts: list[np.ndarray] = []
+    outcome: list[_End | _Failed] = []
+
+    def score(final: bool) -> None:
+        n_pending = sum(len(c.starts) for c in pending)
+        while n_pending >= batch_size or (final and n_pending):
+            segments = np.concatenate([c.segments for c in pending])
+            rows = np.concatenate([c.starts for c in pending])
+            take = min(batch_size, len(rows))
+            batch = segments[:take]
+            if take < batch_size:  # the pipeline's fixed batch shape, so logits are identical
+                batch = np.concatenate(
+                    [batch, np.zeros((batch_size - take, *batch.shape[1:]), np.float32)]
+                )
+            logits.append(scorer(np.ascontiguousarray(batch, dtype=np.float32))[:take])
+            starts.append(rows[:take])
+            pending[:] = [_Chunk(0, segments[take:], rows[take:])] if len(rows) > take else []
+            n_pending -= take
+
+    def put(item) -> None:
+        if isinstance(item, _Chunk):
+            pending.append(item)
+            score(final=False)
+        else:
+            outcome.append(item)
+
+    _produce(opened, 0, scorer, put, threading.Event())
+    if not outcome or isinstance(outcome[0], _Failed):
+        reason = outcome[0].reason if outcome else f"{opened}: decoder stopped"
+        return _error_record(display, key, reason.replace(opened, display))
+    score(final=True)
+    return _ok_record(display, key, np.concatenate(logits), np.concatenate(starts),
+                      outcome[0].n_samples, scorer)
 
 
 # ----------------------------------------------------------------------------------------------
