@@ -156,8 +156,11 @@ def training_options(func):
         click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.05, show_default=True,
                      help="Initial learning rate (divided by 10 at 40/60/80 % of the epochs)."),
         click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True),
-        click.option("--normalization", type=click.Choice(["max", "minmax"]), default=None,
-                     help="D1 per-segment normalisation before mu-law (default: FeatureConfig's)."),
+        click.option("--normalization", type=click.Choice(["max", "minmax", "utterance"]),
+                     default=None,
+                     help="D1 scaling before mu-law: per segment (max, minmax) or by the "
+                     "utterance's maximum (utterance; needed for --shared-trunk). "
+                     "Default: FeatureConfig's."),
         click.option("--pool-after", default="2,3", show_default=True,
                      help="D2: conv indices (1-5) followed by a 2x2 max-pool; 1,2,3 is ~3x faster."),
         click.option("--widths", default="32,48,64,80", show_default=True,
@@ -273,8 +276,12 @@ def train(output: str, work_dir: str | None, **kw) -> None:
               help="Group the sorted speakers into this many contiguous folds (default: one per speaker).")
 @click.option("--only-folds", default=None,
               help="Comma-separated 1-based folds to run (a partial, screening result).")
+@click.option("--shared-trunk", is_flag=True,
+              help="Score test utterances with one trunk pass per utterance (needs "
+              "--normalization utterance); rescoring a finished evaluation reuses its models.")
 @_ser_errors
-def evaluate(output: str, folds: int | None, only_folds: str | None, **kw) -> None:
+def evaluate(output: str, folds: int | None, only_folds: str | None, shared_trunk: bool,
+             **kw) -> None:
     """Leave-one-speaker-out evaluation: WA, UA, per-class recall, confusion.
 
     Each fold trains on the other speakers with the same recipe as 'train' and scores its
@@ -296,6 +303,7 @@ def evaluate(output: str, folds: int | None, only_folds: str | None, **kw) -> No
         folds=folds,
         only_folds=_int_list(only_folds, "--only-folds"),
         command=shlex.join(sys.argv),
+        shared_trunk=shared_trunk,
         **setup,
     )
     tag = " (partial: only some folds)" if result.partial else ""
@@ -360,7 +368,58 @@ def model_info(model: str | None, as_json: bool) -> None:
         click.echo("")
         click.echo(card.read_text())
 
+@main.command("model-card")
+@click.argument("model", type=click.Path(exists=True, dir_okay=False))
+@click.option("--evaluation", "evaluations", multiple=True, metavar="TITLE=DIR",
+              help="An 'ser-cli evaluate' output folder to report, with its section title; repeatable.")
+@click.option("--attach", is_flag=True,
+              help="Also store the evaluations' metrics inside the model file (key 'metrics').")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="Card file to write (default: MODEL with the extension .md).")
+@_ser_errors
+def model_card(model: str, evaluations: tuple[str, ...], attach: bool, output: str | None) -> None:
+    """Write a model's Markdown card from what the model file and its evaluations record.
+
+    Every number in the card comes from the model file or an evaluation's metrics.json.
+
+    \b
+    Example:
+      ser-cli model-card emodb4.pt --evaluation "Leave-one-speaker-out=eval-emodb4" --attach
+    """
+    from pathlib import Path
+
+    from ser_cli.card import read_evaluation, render_card
+    from ser_cli.model import update_metadata
+
+    parsed = {}
+    for item in evaluations:
+        title, sep, folder = item.partition("=")
+        if not sep or not title or not folder:
+            raise click.BadParameter(f"{item!r} is not TITLE=DIR", param_hint="--evaluation")
+        parsed[title] = read_evaluation(folder)
+    if attach and parsed:
+        keep = ("wa", "ua", "recalls", "confusion", "classes", "n_folds", "folds_run", "partial",
+                "epochs", "n_utterances", "command")
+        update_metadata(model, {"metrics": {t: {k: m.get(k) for k in keep} for t, m in parsed.items()}})
+    target = Path(output) if output else Path(model).with_suffix(".md")
+    target.write_text(render_card(model, parsed))
+    click.echo(f"wrote {target}", err=True)
+
+
 # --- commands: analyze, merge, bench analyze ---------------------------------------------
+
+
+def _shard_option(ctx, param, value):
+    """``--shard I/N`` -> Shard, or a usage error (exit 2) naming the option."""
+    if value is None:
+        return None
+    from ser_cli.errors import ConfigError
+    from ser_cli.sharding import parse_shard
+
+    try:
+        return parse_shard(value)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc)) from exc
 
 
 @main.command("analyze")
@@ -380,10 +439,28 @@ def model_info(model: str | None, as_json: bool) -> None:
 @click.option("--plot", is_flag=True,
               help="Also write OUT/plots/<file>.png: class scores over time (needs matplotlib).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress display on stderr.")
+@click.option("--shared-trunk", is_flag=True,
+              help="Run the convolutions once per file and the head per 2 s window (~4-5x "
+              "fewer FLOPs); only for models trained with --normalization utterance.")
+@click.option("--shard", default=None, metavar="I/N", callback=_shard_option,
+              help="Score only shard I of N (1-based, e.g. $SLURM_ARRAY_TASK_ID/N): a stable "
+              "1/N of the files by a hash of their path relative to the input; join the "
+              "shards' OUTs with 'ser-cli merge'.")
+@click.option("--backend", type=click.Choice(["local", "dask"]), default="local",
+              show_default=True,
+              help="local: this process. dask: one task per file on a Dask cluster "
+              "(pip install 'ser-cli[dask]'); see --scheduler and --dask-workers.")
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="With --backend dask: a running scheduler (tcp://host:8786 or a "
+              "scheduler-file .json). Default: start a local cluster.")
+@click.option("--dask-workers", type=click.IntRange(min=1), default=None,
+              help="With --backend dask and no --scheduler: worker processes of the local "
+              "cluster. Default: one per usable core.")
 @click.pass_context
 @_ser_errors
 def analyze_command(ctx: click.Context, paths, out, model, device, precision, batch_size, jobs,
-                    overwrite, plot, quiet) -> None:
+                    overwrite, plot, quiet, shard, backend, scheduler, dask_workers,
+                    shared_trunk) -> None:
     """Score every audio file in PATHS (files and folders) and write reports to OUT.
 
     Folders are walked recursively; files with an audio extension (see 'ser-cli formats') are
@@ -405,9 +482,18 @@ def analyze_command(ctx: click.Context, paths, out, model, device, precision, ba
     \b
     Example:
       ser-cli analyze recordings/ more.wav -o ser-out --jobs 2 --batch-size 32
+      ser-cli analyze archive/ --shard 3/10 -o out/shard-3
+      ser-cli analyze archive/ --backend dask --scheduler tcp://head:8786 -o out
     """
     from ser_cli.analysis import analyze
 
+    if backend != "dask" and (scheduler is not None or dask_workers is not None):
+        raise click.UsageError("--scheduler and --dask-workers need --backend dask")
+    engine = None
+    if backend == "dask":
+        from ser_cli.distributed import DaskBackend
+
+        engine = DaskBackend(scheduler, n_workers=dask_workers)
     try:
         result = analyze(
             paths,
@@ -420,6 +506,9 @@ def analyze_command(ctx: click.Context, paths, out, model, device, precision, ba
             overwrite=overwrite,
             plot=plot,
             progress=not quiet,
+            shard=shard,
+            backend=engine,
+            shared_trunk=shared_trunk,
         )
     except KeyboardInterrupt:
         click.echo(
@@ -434,6 +523,46 @@ def analyze_command(ctx: click.Context, paths, out, model, device, precision, ba
             f"{result.n_ok} files ok, {result.n_error} failed "
             f"({run['scored']} scored now, {run['resumed_skipped']} already done, "
             f"{result.summary['files']['skipped_non_audio']} non-audio skipped); "
+            f"reports in {result.out}",
+            err=True,
+        )
+    if result.n_error:
+        ctx.exit(EXIT_PARTIAL)
+
+
+@main.command("merge")
+@click.argument("inputs", nargs=-1, required=True,
+                type=click.Path(exists=True, file_okay=False))
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False),
+              help="Folder for the merged journal and reports (created).")
+@click.option("--overwrite", is_flag=True, help="Replace reports already in OUT.")
+@click.option("--partial", is_flag=True,
+              help="Merge even if some shards of N are missing (summary.json lists those merged).")
+@click.option("-q", "--quiet", is_flag=True, help="No summary line on stderr.")
+@click.pass_context
+@_ser_errors
+def merge_command(ctx: click.Context, inputs, out, overwrite, partial, quiet) -> None:
+    """Join the OUT folders of several 'analyze' runs (e.g. --shard 1/N .. N/N) into one.
+
+    Reads each input's journal and renders utterances/segments CSV, JSON and JSONL exactly as
+    one run over all the files would have (rows sorted by file, then segment index);
+    summary.json differs only in timing and command fields and lists the inputs. Refuses
+    inputs written with another model, classes, precision or front-end settings (naming the
+    folder and field), two different records of one file, and missing or repeated shards.
+
+    \b
+    Exit status: 0 merged, every file ok; 3 merged, some files have error rows; 1 refused.
+
+    \b
+    Example:
+      ser-cli merge out/shard-1 out/shard-2 out/shard-3 -o out/all
+    """
+    from ser_cli.merge import merge
+
+    result = merge(inputs, out, overwrite=overwrite, allow_partial=partial)
+    if not quiet:
+        click.echo(
+            f"{result.n_ok} files ok, {result.n_error} failed, from {len(inputs)} folder(s); "
             f"reports in {result.out}",
             err=True,
         )

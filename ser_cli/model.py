@@ -38,6 +38,7 @@ __all__ = [
     "CNN",
     "export_model",
     "export_program",
+    "update_metadata",
     "load_model",
     "LoadedModel",
     "resolve_device",
@@ -314,6 +315,29 @@ class CNN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.trunk(x))
 
+    @torch.jit.export
+    def trunk_map(self, x: torch.Tensor) -> torch.Tensor:
+        """The trunk alone: ``(N, 1, 400, T)`` → ``(N, C, H, M)``, any T (shared-trunk scoring).
+
+        An exported TorchScript method, kept by ``torch.jit.freeze(...,
+        preserved_attrs=["trunk_map", "window_logits"])``; see :mod:`ser_cli.trunk`.
+        """
+        return self.trunk(x)
+
+    @torch.jit.export
+    def window_logits(self, feature_map: torch.Tensor, starts: torch.Tensor, width: int) -> torch.Tensor:
+        """The head on windows of one trunk map: ``(1, C, H, M)``, ``(n,)`` → ``(n, K)`` logits.
+
+        Window *j* is map columns ``[starts[j], starts[j] + width)`` (int64 ``starts``, each
+        window inside the map); row *j* equals ``head(feature_map[..., s_j : s_j + width])``.
+        """
+        n = starts.shape[0]
+        columns = (starts.reshape(n, 1) + torch.arange(width, device=starts.device)).reshape(-1)
+        windows = feature_map[0].index_select(2, columns)  # (C, H, n·width)
+        c, h = windows.shape[0], windows.shape[1]
+        windows = windows.reshape(c, h, n, width).permute(2, 0, 1, 3)
+        return self.head(windows.contiguous())
+
 
 # ----------------------------------------------------------------------------------------------
 # Devices and precision
@@ -458,6 +482,44 @@ def export_model(model: nn.Module, path: str | os.PathLike, metadata: dict[str, 
         torch.jit.save(scripted, str(tmp), _extra_files={_METADATA_NAME: payload})
     os.replace(tmp, path)
     return path
+
+
+def update_metadata(path: str | os.PathLike, updates: dict[str, Any]) -> dict[str, Any]:
+    """Merge ``updates`` into the JSON inside a model file; the weights are not touched.
+
+    Used to attach evaluation metrics to a trained model (``ser-cli model-card --attach``). The
+    file is rewritten to a temporary name and renamed.
+
+    Parameters
+    ----------
+    path : path-like
+        A ser-cli model file.
+    updates : dict
+        Top-level keys to set (a key's old value is replaced whole).
+
+    Returns
+    -------
+    dict
+        The new metadata.
+
+    Raises
+    ------
+    ModelFileError
+        ``path`` is not a readable ser-cli model.
+
+    Examples
+    --------
+    >>> update_metadata("model.pt", {"metrics": {"ua": 0.8}})  # doctest: +SKIP
+    """
+    path = Path(path)
+    metadata = {**read_metadata(path), **updates}
+    payload = json.dumps(metadata, sort_keys=True, default=_json_default)
+    with _quiet_jit():
+        module = torch.jit.load(str(path), map_location="cpu")
+        tmp = path.with_name(path.name + ".tmp")
+        torch.jit.save(module, str(tmp), _extra_files={_METADATA_NAME: payload})
+    os.replace(tmp, path)
+    return metadata
 
 
 def export_program(model: nn.Module, path: str | os.PathLike | None = None):

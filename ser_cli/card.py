@@ -1,0 +1,196 @@
+"""Model cards: a Markdown description of a model file, rendered from what the file and its
+evaluations record, so that no number in a card is typed by hand.
+
+A card has the data (corpora, counts per class and speaker), the recipe and the exact training
+command, the decisions D1–D5 as used, every evaluation given (``ser-cli evaluate`` output
+folders: WA, UA, per-class recall, confusion matrix, folds and epochs, partial runs labelled),
+and the limitations of acted-speech models.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+from ser_cli.errors import ConfigError
+
+__all__ = ["render_card", "read_evaluation"]
+
+_LIMITATIONS = """\
+- Trained and evaluated on **acted** emotional speech read by professional or semi-professional
+  actors (EMO-DB: German; RAVDESS: North-American English). Spontaneous speech, other languages,
+  children's voices, telephone-band or noisy recordings are outside what was measured.
+- The network sees 2 s windows of 0–4 kHz; an utterance's label is the average over its windows
+  (0.4 s apart). Emotion that changes within a file is averaged away: read the per-segment report.
+- Scores are the softmax of a small CNN, not calibrated probabilities.
+- Speaker-independent numbers come from leave-speakers-out folds; with 10–34 speakers per corpus
+  they carry several points of uncertainty.
+"""
+
+
+def read_evaluation(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read an ``ser-cli evaluate`` output folder (its ``metrics.json``).
+
+    Parameters
+    ----------
+    path : path-like
+        The folder given to ``ser-cli evaluate -o``, or its ``metrics.json``.
+
+    Returns
+    -------
+    dict
+        The metrics as written by :func:`ser_cli.evaluate`.
+
+    Raises
+    ------
+    ConfigError
+        No readable ``metrics.json`` there (the message names the path).
+
+    Examples
+    --------
+    >>> read_evaluation("no-such-dir")  # doctest: +IGNORE_EXCEPTION_DETAIL
+    Traceback (most recent call last):
+    ConfigError: no-such-dir: no metrics.json (run 'ser-cli evaluate -o no-such-dir' first)
+    """
+    p = Path(path)
+    target = p if p.suffix == ".json" else p / "metrics.json"
+    try:
+        return json.loads(target.read_text())
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: no metrics.json (run 'ser-cli evaluate -o {path}' first)") from exc
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{target}: not a readable metrics file ({exc})") from exc
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:.1f}"
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _evaluation_section(title: str, m: Mapping[str, Any]) -> str:
+    classes = list(m["classes"])
+    folds_run = m.get("folds_run") or []
+    scope = f"{len(folds_run)} of {m.get('n_folds')} folds" if m.get("partial") else f"all {m.get('n_folds')} folds"
+    partial = " **(partial: fewer folds than the protocol)**" if m.get("partial") else ""
+    cfg = m.get("configs", {})
+    epochs = m.get("epochs")
+    out = [f"### {title}", ""]
+    out.append(
+        f"WA **{_pct(m['wa'])} %**, UA **{_pct(m['ua'])} %** over {m['n_utterances']} test utterances, "
+        f"{scope}, {epochs} epochs{partial}; utterance score = average of segment "
+        f"{m.get('primary_average')} (D4)."
+    )
+    other = {k: v for k, v in (m.get("by_average") or {}).items() if k != m.get("primary_average")}
+    for name, alt in other.items():
+        out.append(f"With the other D4 average ({name}): WA {_pct(alt['wa'])} %, UA {_pct(alt['ua'])} %.")
+    out += ["", _table(["class", "recall %", "test utterances"],
+                       [[c, _pct(m["recalls"].get(c)), (m.get("support") or {}).get(c, "")] for c in classes])]
+    out += ["", "Confusion matrix (rows: true class, columns: predicted):", ""]
+    out.append(_table(["true \\ predicted", *classes],
+                      [[c, *row] for c, row in zip(classes, m["confusion"])]))
+    per_fold = m.get("per_fold") or []
+    if per_fold:
+        out += ["", _table(["fold", "test speakers", "utterances", "WA %", "UA %"],
+                           [[f.get("fold"), ", ".join(map(str, f.get("speakers", []))), f.get("n"),
+                             _pct(f.get("wa")), _pct(f.get("ua"))] for f in per_fold])]
+    if m.get("command"):
+        out += ["", f"Command: `{m['command']}`"]
+    model_cfg = cfg.get("model_config") or {}
+    if model_cfg:
+        out.append(f"Model settings: head {model_cfg.get('head')}, pool after {model_cfg.get('pool_after')}, "
+                   f"widths {model_cfg.get('widths')}.")
+    return "\n".join(out)
+
+
+def render_card(model_path: str | os.PathLike[str],
+                evaluations: Mapping[str, Mapping[str, Any]] | None = None) -> str:
+    """Render the Markdown model card of a model file.
+
+    Parameters
+    ----------
+    model_path : path-like
+        A ser-cli TorchScript model file.
+    evaluations : mapping of str to dict, optional
+        Section title → metrics of an ``ser-cli evaluate`` run (see :func:`read_evaluation`),
+        e.g. ``{"Leave-one-speaker-out, same data and recipe": ..., "Cross-corpus: ...": ...}``.
+
+    Returns
+    -------
+    str
+        The card, Markdown.
+
+    Raises
+    ------
+    ModelFileError
+        The model file is missing, corrupt or not a ser-cli model.
+
+    Examples
+    --------
+    >>> from ser_cli.card import render_card
+    >>> print(render_card("model.pt")[:40])  # doctest: +SKIP
+    # Model card: model.pt
+    """
+    from ser_cli.model import read_metadata
+
+    path = Path(model_path)
+    meta = read_metadata(path)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    classes = meta.get("classes", [])
+    data = meta.get("data") or {}
+    fc, sc = meta.get("feature_config", {}), meta.get("segment_config", {})
+    mc, tc = meta.get("model_config", {}), meta.get("train_config", {})
+    scoring = meta.get("scoring_config", {})
+    training = meta.get("training", {})
+
+    out = [f"# Model card: {path.name}", ""]
+    out.append(
+        f"Speech emotion recognition, {len(classes)} classes ({', '.join(classes)}), the attention-pooling "
+        f"CNN of Li et al. (Interspeech 2018) as implemented by ser-cli {meta.get('package_version')} "
+        f"(torch {meta.get('torch_version')}). File size {path.stat().st_size / 1e6:.2f} MB, "
+        f"sha256 `{digest[:16]}…`, created {meta.get('created')}."
+    )
+    out += ["", "## Data", ""]
+    corpora = data.get("corpora", {})
+    out.append(f"{data.get('n_utterances')} utterances from {len(data.get('speakers', {}))} speakers; "
+               f"corpora: {', '.join(f'{k} ({v})' for k, v in corpora.items())}.")
+    by_class = data.get("classes", {})
+    out += ["", _table(["class", "utterances"], [[c, by_class.get(c, 0)] for c in classes])]
+    if meta.get("skipped"):
+        out += ["", f"Skipped (unreadable) files: {len(meta['skipped'])}."]
+    out += ["", "## Recipe", ""]
+    out.append(
+        f"SGD (Nesterov momentum {tc.get('momentum')}), weight decay {tc.get('weight_decay')}, batch "
+        f"{tc.get('batch_size')}, {tc.get('epochs')} epochs, learning rate {tc.get('lr')} divided by 10 "
+        f"after epochs {training.get('lr_milestones')}, seed {tc.get('seed')}; "
+        f"{training.get('n_segments')} training segments (2 s, every "
+        f"{sc.get('train_hop_frames', 0) / 100:.1f} s); trained on {training.get('device')} in "
+        f"{training.get('precision')}. Final training loss {training.get('final_loss', float('nan')):.3f}, "
+        f"training accuracy {_pct(training.get('final_accuracy'))} %."
+    )
+    out += ["", "Command:", "", "```bash", str(meta.get("command")), "```"]
+    out += ["", "## Decisions D1–D5 as used", ""]
+    out.append(_table(["decision", "setting"], [
+        ["D1 normalisation", f"{fc.get('normalization')} then μ-law, μ = {fc.get('mu')}"],
+        ["D2 architecture", f"Conv2–Conv5 widths {mc.get('widths')}, 2×2 max-pool after convs {mc.get('pool_after')}, "
+                            f"head {mc.get('head')}"],
+        ["D3 attention pooling", f"{mc.get('attention_reduce')} over positions"],
+        ["D4 score averaging", f"average of segment {scoring.get('average')}"],
+        ["D5 short utterances and tails", f"pad by {sc.get('pad')}; tail segment: {sc.get('tail')}"],
+    ]))
+    out += ["", "## Evaluation", ""]
+    if evaluations:
+        for title, metrics in evaluations.items():
+            out += [_evaluation_section(title, metrics), ""]
+    else:
+        out += ["No evaluation attached yet: run `ser-cli evaluate` with the same sources and options "
+                "and render this card with `ser-cli model-card MODEL --evaluation TITLE=DIR`.", ""]
+    out += ["## Limitations", "", _LIMITATIONS]
+    return "\n".join(out).rstrip() + "\n"

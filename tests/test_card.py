@@ -1,0 +1,61 @@
+"""Model cards are rendered from the model file and evaluate's metrics, never typed by hand."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from ser_cli.card import read_evaluation, render_card
+from ser_cli.cli import main
+from ser_cli.errors import ConfigError
+from ser_cli.model import read_metadata
+
+
+def _metrics(partial: bool) -> dict:
+    return {
+        "classes": ["high", "low"], "primary_average": "logits", "wa": 0.75, "ua": 0.7,
+        "recalls": {"high": 0.9, "low": 0.5}, "support": {"high": 10, "low": 10},
+        "confusion": [[9, 1], [5, 5]], "n_utterances": 20, "n_folds": 4,
+        "folds_run": [1, 2] if partial else [1, 2, 3, 4], "partial": partial, "epochs": 3,
+        "by_average": {"logits": {"wa": 0.75, "ua": 0.7}, "probs": {"wa": 0.7, "ua": 0.65}},
+        "per_fold": [{"fold": 1, "speakers": ["s1"], "n": 10, "wa": 0.8, "ua": 0.8}],
+        "command": "ser-cli evaluate corpus -o ev",
+    }
+
+
+def test_card_carries_data_recipe_decisions_and_evaluation(tiny_model):
+    card = render_card(tiny_model, {"Leave-one-speaker-out": _metrics(partial=True)})
+    meta = read_metadata(tiny_model)
+    assert card.startswith(f"# Model card: {tiny_model.name}")
+    assert str(meta["command"]) in card
+    for decision in ("D1", "D2", "D3", "D4", "D5"):
+        assert decision in card
+    assert "WA **75.0 %**, UA **70.0 %**" in card
+    assert "partial" in card and "2 of 4 folds" in card
+    assert "| high | 9 | 1 |" in card  # confusion row
+    assert "probs): WA 70.0 %, UA 65.0 %" in card
+
+
+def test_card_without_evaluation_says_how_to_get_one(tiny_model):
+    assert "No evaluation attached yet" in render_card(tiny_model)
+
+
+def test_read_evaluation_names_the_folder(tmp_path):
+    with pytest.raises(ConfigError, match="nowhere: no metrics.json"):
+        read_evaluation(tmp_path / "nowhere")
+
+
+def test_cli_writes_card_and_attaches_metrics(tmp_path, tiny_model):
+    model = tmp_path / "m.pt"
+    model.write_bytes(tiny_model.read_bytes())
+    ev = tmp_path / "ev"
+    ev.mkdir()
+    (ev / "metrics.json").write_text(json.dumps(_metrics(partial=False)))
+    result = CliRunner().invoke(main, ["model-card", str(model), "--evaluation", f"LOSO={ev}", "--attach"])
+    assert result.exit_code == 0, result.output
+    assert "all 4 folds" in (tmp_path / "m.md").read_text()
+    assert read_metadata(model)["metrics"]["LOSO"]["ua"] == 0.7
+    bad = CliRunner().invoke(main, ["model-card", str(model), "--evaluation", "no-equals-sign"])
+    assert bad.exit_code == 2 and "TITLE=DIR" in bad.output
