@@ -689,82 +689,63 @@ def _ok_record(display: str, key: reports.FileKey, logits: np.ndarray, starts: n
     }
 
 
-def score_file(path: str | os.PathLike[str], scorer: _Scorer, *, batch_size: int = 32,
-               display: str | None = None, key: reports.FileKey | None = None) -> dict[str, Any]:
-    """Score one whole file into its journal record, in this thread (no decoder threads).
+class _Collected(list):
+    """A stand-in for the journal and the progress display that only collects records."""
 
-    Used by the scale-out backends (:mod:`ser_cli.distributed`), one task per file. Segments go
-    through the model in calls of exactly ``batch_size`` rows (the last one zero-padded), the
-    shape the pipeline of :func:`analyze` uses, so the record is bit-for-bit the one
-    :func:`analyze` journals for the file on the same device and precision. Memory: one batch
-    and one decoded block, plus the file's logits ``(n_segments, K)``.
+    def append(self, record: dict[str, Any]) -> None:  # the journal's interface
+        super().append(record)
+
+    def advance(self, audio_s: float, ok: bool) -> None:  # the progress display's interface
+        return None
+
+
+def score_files(items, scorer: _Scorer, *, batch_size: int = 32, jobs: int = 1) -> list[dict[str, Any]]:
+    """Score a group of files into their journal records with the :func:`analyze` pipeline.
+
+    Used by the scale-out backends (:mod:`ser_cli.distributed`), one task per group of files:
+    the same pipeline as a local run (segments of all files of the group packed into model calls
+    of exactly ``batch_size`` rows, the last zero-padded), so every record is bit-for-bit the one
+    :func:`analyze` journals for the file on the same device and precision.
 
     Parameters
     ----------
-    path : path-like
-        The file to open.
+    items : list of (str, str, reports.FileKey)
+        ``(path to open, path as written in the reports, identity to journal)`` per file. Error
+        messages name the second.
     scorer : _Scorer
         ``_Scorer(load_model(model, device), device, precision)``; build it once per process.
     batch_size : int
-        Rows per model call (>= 1); the same value as the run this record joins.
-    display : str, optional
-        The file as written in the reports (default ``path``); error messages name it.
-    key : reports.FileKey, optional
-        The identity to journal (default ``reports.file_key(path)``).
+        Rows per model call (>= 1); the value of the run the records join.
+    jobs : int
+        Decoder threads.
 
     Returns
     -------
-    dict
-        The journal record: ``status`` ``ok`` with scores, or ``error`` with the reason.
+    list of dict
+        One journal record per file (``status`` ``ok`` with scores, or ``error`` with the
+        reason), in the order they finished.
 
     Raises
     ------
-    Only bugs: a :class:`SerError` while decoding becomes an error record.
+    Only bugs: a :class:`SerError` of a file becomes its error record.
 
     Examples
     --------
-    >>> record = score_file("a.wav", scorer)  # doctest: +SKIP
-    >>> record["status"], record["label"]  # doctest: +SKIP
+    >>> records = score_files([("/abs/a.wav", "a.wav", file_key("a.wav"))], scorer)  # doctest: +SKIP
+    >>> records[0]["status"], records[0]["label"]  # doctest: +SKIP
     ('ok', 'angry')
     """
-    opened = os.fspath(path)
-    display = opened if display is None else display
-    key = reports.file_key(opened) if key is None else key
-    pending: list[_Chunk] = []
-    logits: list[np.ndarray] = []
-    starts: list[np.ndarray] = []
-    outcome: list[_End | _Failed] = []
-
-    def score(final: bool) -> None:
-        n_pending = sum(len(c.starts) for c in pending)
-        while n_pending >= batch_size or (final and n_pending):
-            segments = np.concatenate([c.segments for c in pending])
-            rows = np.concatenate([c.starts for c in pending])
-            take = min(batch_size, len(rows))
-            batch = segments[:take]
-            if take < batch_size:  # the pipeline's fixed batch shape, so logits are identical
-                batch = np.concatenate(
-                    [batch, np.zeros((batch_size - take, *batch.shape[1:]), np.float32)]
-                )
-            logits.append(scorer(np.ascontiguousarray(batch, dtype=np.float32))[:take])
-            starts.append(rows[:take])
-            pending[:] = [_Chunk(0, segments[take:], rows[take:])] if len(rows) > take else []
-            n_pending -= take
-
-    def put(item) -> None:
-        if isinstance(item, _Chunk):
-            pending.append(item)
-            score(final=False)
-        else:
-            outcome.append(item)
-
-    _produce(opened, 0, scorer, put, threading.Event())
-    if not outcome or isinstance(outcome[0], _Failed):
-        reason = outcome[0].reason if outcome else f"{opened}: decoder stopped"
-        return _error_record(display, key, reason.replace(opened, display))
-    score(final=True)
-    return _ok_record(display, key, np.concatenate(logits), np.concatenate(starts),
-                      outcome[0].n_samples, scorer)
+    collected = _Collected()
+    todo = [(os.fspath(opened), key) for opened, _, key in items]
+    _Pipeline(scorer=scorer, todo=todo, journal=collected, committed=[], batch_size=batch_size,
+              jobs=jobs, progress=collected).run()
+    shown = {key.path: (os.fspath(opened), display) for opened, display, key in items}
+    for record in collected:
+        opened, display = shown[record["key"]["path"]]
+        record["file"] = display
+        if record["error"]:
+            record["error"] = record["error"].replace(opened, display)
+    return list(collected)
 
 
 # ----------------------------------------------------------------------------------------------
