@@ -31,10 +31,17 @@ __all__ = [
     "n_frames",
     "hamming_window",
     "NORMALIZATIONS",
+    "UTTERANCE_BLOCK_FRAMES",
+    "utterance_blocks",
+    "UtteranceNormalizer",
 ]
 
 #: The D1 normalisation variants :func:`normalize` implements.
-NORMALIZATIONS = ("max", "minmax")
+NORMALIZATIONS = ("max", "minmax", "utterance")
+
+#: ``"utterance"`` normalisation scales long files by blocks of this many frames (60 s); an
+#: utterance of at most 1.5 blocks (90 s) is one block (see :func:`utterance_blocks`).
+UTTERANCE_BLOCK_FRAMES = 6000
 
 _SUPPORTED = {
     "sample_rate": _core.SAMPLE_RATE,
@@ -65,8 +72,10 @@ class FeatureConfig:
         DFT length in samples; frames are zero-padded to it (10 Hz per bin). Only 1600.
     n_bins : int
         Number of low-frequency bins kept (0 - 3990 Hz). Only 400.
-    normalization : {"max", "minmax"}
-        Decision D1, see :func:`normalize`.
+    normalization : {"max", "minmax", "utterance"}
+        Decision D1, see :func:`normalize`. ``"utterance"`` scales by the utterance's maximum
+        instead of each segment's, so that overlapping segments share their input values and
+        the convolutional trunk can be run once per utterance (docs/shared_trunk.md).
     mu : float
         mu-law parameter, finite and > 0 (paper: 255).
 
@@ -268,15 +277,62 @@ def _check_mu(mu, name: str) -> float:
     return float(mu)
 
 
-def normalize(spec, mode: str = "max", *, mu: float = 255.0) -> np.ndarray:
-    """Per-segment scaling (decision D1), then mu-law compression.
+def utterance_blocks(n_frames: int, block_frames: int = UTTERANCE_BLOCK_FRAMES) -> np.ndarray:
+    """Boundaries of the normalisation blocks of ``"utterance"`` scaling.
 
-    Each trailing ``(400, T)`` slice is one segment and is scaled on its own:
+    Blocks are ``block_frames`` long from frame 0 on, except the last, which takes the rest
+    once at most ``1.5 * block_frames`` frames remain (so it holds more than 0.5 and at most
+    1.5 blocks, never a short scrap). A stream decides each boundary after 1.5 blocks of frames.
+
+    Parameters
+    ----------
+    n_frames : int
+        Frames in the utterance, >= 0.
+    block_frames : int
+        Nominal block length in frames, >= 1.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n_blocks + 1,)`` int64 boundaries ``[0, b1, ..., n_frames]``; ``[0]`` when empty.
+
+    Raises
+    ------
+    ConfigError
+        Negative ``n_frames`` or non-positive ``block_frames``.
+
+    Examples
+    --------
+    >>> utterance_blocks(9000).tolist(), utterance_blocks(9001).tolist()
+    ([0, 9000], [0, 6000, 9001])
+    """
+    for name, value, low in (("n_frames", n_frames, 0), ("block_frames", block_frames, 1)):
+        if isinstance(value, bool) or not isinstance(value, Integral) or value < low:
+            raise ConfigError(f"{name}={value!r} is not an integer >= {low}")
+    bounds = [0]
+    while n_frames - bounds[-1] > 1.5 * block_frames:
+        bounds.append(bounds[-1] + int(block_frames))
+    if n_frames > 0:
+        bounds.append(int(n_frames))
+    return np.asarray(bounds, dtype=np.int64)
+
+
+def normalize(spec, mode: str = "max", *, mu: float = 255.0) -> np.ndarray:
+    """Per-segment or per-utterance scaling (decision D1), then mu-law compression.
+
+    Each trailing ``(400, T)`` slice is one segment (``"max"``, ``"minmax"``) or one
+    utterance (``"utterance"``) and is scaled on its own:
 
     * ``"max"``: divide by the segment's largest magnitude ``max |x|`` (for a magnitude
       spectrogram the maximum), so values land in [0, 1]; an all-zero (silent) segment stays 0.
     * ``"minmax"``: the paper read literally, ``2 (x - min) / (max - min) - 1`` maps the segment
       linearly onto [-1, 1]; a constant segment (silence included) maps to -1.
+    * ``"utterance"``: like ``"max"``, but the slice is a whole utterance's spectrogram
+      ``(400, n_frames)``, to be normalised *before* it is cut into segments, so every segment
+      of it shares one scale. Files longer than 90 s are scaled per block of
+      :data:`UTTERANCE_BLOCK_FRAMES` frames (:func:`utterance_blocks`; streamed by
+      :class:`UtteranceNormalizer` with the same result). On a single segment it equals
+      ``"max"``.
 
     Then mu-law, ``F(x) = sgn(x) ln(1 + mu |x|) / ln(1 + mu)``, maps [-1, 1] onto [-1, 1]
     (and [0, 1] onto [0, 1]). Outputs are always finite.
@@ -286,7 +342,7 @@ def normalize(spec, mode: str = "max", *, mu: float = 255.0) -> np.ndarray:
     spec : array_like, shape (..., 400, T)
         Magnitude spectrogram(s), frequency x time, real, finite (e.g. segments
         ``(n_segments, 400, 200)`` or one utterance ``(400, n_frames)``).
-    mode : {"max", "minmax"}
+    mode : {"max", "minmax", "utterance"}
         The scaling, see above.
     mu : float, keyword-only
         mu-law parameter, finite and > 0 (paper: 255).
@@ -294,8 +350,8 @@ def normalize(spec, mode: str = "max", *, mu: float = 255.0) -> np.ndarray:
     Returns
     -------
     numpy.ndarray
-        float32, same shape as ``spec``; values in [0, 1] for ``"max"`` (magnitude input) and
-        in [-1, 1] for ``"minmax"``.
+        float32, same shape as ``spec``; values in [0, 1] for ``"max"`` and ``"utterance"``
+        (magnitude input) and in [-1, 1] for ``"minmax"``.
 
     Raises
     ------
@@ -334,6 +390,15 @@ def normalize(spec, mode: str = "max", *, mu: float = 255.0) -> np.ndarray:
     if mode == "max":
         scale = np.abs(x).max(axis=axes, keepdims=True)
         y = np.divide(x, scale, out=np.zeros_like(x), where=scale > 0)
+    elif mode == "utterance":
+        # the same arithmetic as UtteranceNormalizer, so streamed and whole results are equal
+        flat = x.reshape(-1, *x.shape[-2:])
+        bounds = utterance_blocks(x.shape[-1])
+        out = np.empty_like(flat)
+        for i in range(flat.shape[0]):
+            for a, b in zip(bounds[:-1], bounds[1:]):
+                out[i, :, a:b] = _normalize_max_block(flat[i, :, a:b], mu)
+        return out.reshape(x.shape)
     else:
         lo = x.min(axis=axes, keepdims=True)
         span = x.max(axis=axes, keepdims=True) - lo
@@ -420,3 +485,80 @@ class SpectrogramStream:
         self._n_frames += k
         self._n_samples += arr.size
         return out
+
+
+class UtteranceNormalizer:
+    """Streamed ``normalize(spec, "utterance")``: frames in, normalised frames out.
+
+    Frames are held until the block they belong to is decided (at most 1.5 blocks, 90 s, of
+    frames: 14 MB, plus the last push), so concatenating every :meth:`push` output and the :meth:`close` output is
+    bit-for-bit ``normalize(whole_spec, "utterance", mu=mu)``.
+
+    Parameters
+    ----------
+    mu : float, keyword-only
+        mu-law parameter, finite and > 0.
+    block_frames : int, keyword-only
+        Nominal normalisation block (default :data:`UTTERANCE_BLOCK_FRAMES`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> spec = np.abs(np.random.default_rng(0).standard_normal((400, 50))).astype(np.float32)
+    >>> norm = UtteranceNormalizer(block_frames=20)
+    >>> parts = [norm.push(spec[:, :7]), norm.push(spec[:, 7:]), norm.close()]
+    >>> [p.shape[1] for p in parts]
+    [0, 20, 30]
+    >>> bool(np.array_equal(np.concatenate(parts, axis=1)[:, :20], normalize(spec[:, :20], "max")))
+    True
+    """
+
+    def __init__(self, *, mu: float = 255.0, block_frames: int = UTTERANCE_BLOCK_FRAMES) -> None:
+        self._mu = _check_mu(mu, "mu")
+        utterance_blocks(0, block_frames)  # validates block_frames
+        self._block = int(block_frames)
+        self._buf: list[np.ndarray] = []
+        self._n_buf = 0
+        self._closed = False
+
+    def _emit(self, n: int) -> np.ndarray:
+        whole = np.concatenate(self._buf, axis=1) if len(self._buf) != 1 else self._buf[0]
+        out, rest = whole[:, :n], whole[:, n:]
+        self._buf = [rest] if rest.shape[1] else []
+        self._n_buf -= n
+        return _normalize_max_block(out, self._mu)
+
+    def push(self, frames) -> np.ndarray:
+        """Add ``(400, k)`` magnitude frames; return ``(400, j)`` normalised frames (j >= 0)."""
+        if self._closed:
+            raise ConfigError("UtteranceNormalizer: push() after close()")
+        frames = np.asarray(frames, dtype=np.float32)
+        if frames.ndim != 2 or frames.shape[0] != _core.N_BINS:
+            raise ConfigError(f"frames: expected shape ({_core.N_BINS}, k), got {frames.shape}")
+        if frames.shape[1]:
+            self._buf.append(frames)
+            self._n_buf += frames.shape[1]
+        outs = []
+        while self._n_buf > 1.5 * self._block:
+            outs.append(self._emit(self._block))
+        if not outs:
+            return np.zeros((_core.N_BINS, 0), dtype=np.float32)
+        return outs[0] if len(outs) == 1 else np.concatenate(outs, axis=1)
+
+    def close(self) -> np.ndarray:
+        """Normalise and return the last block (all frames still held)."""
+        if self._closed:
+            raise ConfigError("UtteranceNormalizer: close() called twice")
+        self._closed = True
+        if not self._n_buf:
+            return np.zeros((_core.N_BINS, 0), dtype=np.float32)
+        return self._emit(self._n_buf)
+
+
+def _normalize_max_block(block: np.ndarray, mu: float) -> np.ndarray:
+    """One normalisation block: ``normalize(block, "max")`` without re-validation."""
+    scale = np.abs(block).max()
+    y = block / scale if scale > 0 else np.zeros_like(block)
+    out = np.log1p(np.float32(mu) * np.abs(y)) * np.float32(1.0 / math.log1p(mu))
+    out = np.copysign(out, y, out=out).astype(np.float32, copy=False)
+    return np.clip(out, -1.0, 1.0, out=out)

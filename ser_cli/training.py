@@ -5,7 +5,8 @@
 1. Each utterance is decoded (:func:`ser_cli.audio.load`), transformed
    (:func:`ser_cli.features.spectrogram`), cut into 2 s segments every ``train_hop_frames`` frames
    (:func:`ser_cli.segmentation.cut_segments`) and normalised per segment
-   (:func:`ser_cli.features.normalize`). The result is cached on disk as float16
+   (:func:`ser_cli.features.normalize`; with ``normalization="utterance"`` the whole
+   spectrogram is normalised before it is cut, so segments share their utterance's scale). The result is cached on disk as float16
    ``(n_segments, 400, 200)`` per utterance, keyed by a hash of everything that changes it (file
    path, size, mtime, feature/segment/audio configs, hop, package version), so a second run (or
    the next fold of an evaluation) reads it back instead of recomputing. A file that cannot be
@@ -254,9 +255,14 @@ def _compute_segments(path: str, hop_frames: int, feature_config, segment_config
         raise SerError(
             f"{path}: too short for one frame ({len(samples)} samples, need at least 640)"
         )
+    if feature_config.normalization == "utterance":
+        # one scale per utterance (per 60 s block beyond 90 s): normalise, then cut
+        spec = features.normalize(spec, "utterance", mu=feature_config.mu)
     segments, _ = cut_segments(spec, hop_frames, segment_config)
     if len(segments) == 0:
         raise SerError(f"{path}: no segment could be cut ({spec.shape[1]} frames)")
+    if feature_config.normalization == "utterance":
+        return np.asarray(segments, dtype=np.float16)
     normalized = features.normalize(segments, feature_config.normalization, mu=feature_config.mu)
     return np.asarray(normalized, dtype=np.float16)
 
