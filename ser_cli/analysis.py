@@ -114,6 +114,7 @@ def analyze(
     progress: bool = True,
     shard=None,
     backend=None,
+    shared_trunk: bool = False,
 ) -> AnalyzeResult:
     """Score every audio file under ``paths`` and write reports into ``out``.
 
@@ -151,6 +152,13 @@ def analyze(
         :class:`ser_cli.distributed.DaskBackend`: one task per file on a cluster; the model
         is then loaded here on the CPU only to read its settings, ``device`` is resolved on
         each worker, and ``precision="auto"`` is resolved here, so all workers agree.
+    shared_trunk : bool
+        Run the convolutional trunk once per file (in blocks of 20 s) and the head on each
+        2 s window of its map, instead of once per segment (:mod:`ser_cli.trunk`,
+        docs/shared_trunk.md): about 4-5x fewer convolution FLOPs. Only for models trained
+        with ``normalization="utterance"``; the segment scores differ slightly from
+        per-segment scoring (real neighbouring frames instead of zero padding at segment
+        edges). Local backend only.
 
     Returns
     -------
@@ -162,7 +170,9 @@ def analyze(
         Missing, corrupt or foreign model file (or no bundled model).
     ConfigError
         Bad ``batch_size``/``jobs``/``device``/``precision``; ``out`` holds results of another
-        model or other settings (without ``overwrite``); ``plot`` without matplotlib.
+        model or other settings (without ``overwrite``); ``plot`` without matplotlib;
+        ``shared_trunk`` with a model not trained with utterance normalisation (naming the
+        model file) or with a ``backend``.
     SerError
         Another run holds the lock on ``out``.
     KeyboardInterrupt
@@ -194,7 +204,14 @@ def analyze(
     torch_device = resolve_device(device if backend is None else "cpu")
     resolved_precision = resolve_precision(precision, torch_device)
     loaded = load_model(model_path, torch_device)
-    scorer = _Scorer(loaded, torch_device, resolved_precision) if backend is None else None
+    if shared_trunk:
+        from ser_cli.trunk import require_shared_trunk
+
+        require_shared_trunk(loaded)
+        if backend is not None:
+            raise ConfigError("shared_trunk=True works with the local backend only")
+    scorer = (_Scorer(loaded, torch_device, resolved_precision, shared_trunk=shared_trunk)
+              if backend is None else None)
 
     out = Path(out)
     try:
@@ -209,7 +226,10 @@ def analyze(
         "classes": list(loaded.classes),
         "precision": resolved_precision,
     }
+    if shared_trunk:  # its segment scores differ slightly: do not mix with per-segment runs
+        run_settings["shared_trunk"] = True
     settings = {
+        "shared_trunk": bool(shared_trunk),
         "backend": "local" if backend is None else backend.name,
         "device": str(torch_device) if backend is None else device,
         "precision": resolved_precision,
@@ -408,10 +428,14 @@ def _error_record(display: str, key: reports.FileKey, reason: str) -> dict[str, 
 class _Scorer:
     """The loaded model, prepared for inference: frozen TorchScript, ``(n, 400, 200) -> (n, K)``."""
 
-    def __init__(self, loaded, device, precision: str):
+    def __init__(self, loaded, device, precision: str, shared_trunk: bool = False):
         import torch
 
         from ser_cli.model import autocast
+        from ser_cli.trunk import PRESERVED_METHODS, require_shared_trunk
+
+        self.shared_trunk = shared_trunk
+        self.geometry = require_shared_trunk(loaded) if shared_trunk else None
 
         self.torch = torch
         self.loaded = loaded
@@ -429,7 +453,9 @@ class _Scorer:
                 # together about 2x the segments/s of the plain scripted module on this AVX2
                 # CPU (benchmarks/RESULTS.md, "analyze"), same outputs to float32 rounding.
                 module = torch.jit.freeze(
-                    module.eval().to(memory_format=torch.channels_last)
+                    module.eval().to(memory_format=torch.channels_last),
+                    # shared trunk: keep the exported trunk_map / window_logits methods
+                    preserved_attrs=PRESERVED_METHODS if shared_trunk else None,
                 )
             except Exception:  # noqa: BLE001 - an unfreezable module still scores correctly
                 module = loaded.module
@@ -452,6 +478,13 @@ class _Scorer:
             logits = self.module(x)
         return logits.float().cpu().numpy()
 
+    def score_block(self, block) -> np.ndarray:
+        """Shared trunk: a :class:`ser_cli.trunk.TrunkBlock` -> ``(k, K)`` float32 logits."""
+        from ser_cli.trunk import block_logits
+
+        with self.torch.inference_mode(), self._autocast():
+            return block_logits(self.module, block, self.geometry.window_columns, self.device)
+
 
 # ----------------------------------------------------------------------------------------------
 # The pipeline
@@ -462,6 +495,12 @@ class _Chunk:
     fid: int
     segments: np.ndarray  # (n, 400, 200) float32, normalised
     starts: np.ndarray  # (n,) int64 start frames
+
+
+@dataclass
+class _TrunkChunk:
+    fid: int
+    block: Any  # ser_cli.trunk.TrunkBlock: normalised frames and the windows to score
 
 
 @dataclass
@@ -504,17 +543,46 @@ def _produce(path: str, fid: int, scorer: _Scorer, put, stop: threading.Event) -
     try:
         spec_stream = features.SpectrogramStream(threads=1)
         seg_stream = SegmentStream(scorer.hop_frames, scorer.segment_config)
+        # "utterance" normalisation: frames are normalised before segmentation (held until
+        # their 60 s normalisation block is decided); the shared trunk takes them in blocks.
+        by_utterance = scorer.normalization == "utterance"
+        norm_stream = features.UtteranceNormalizer(mu=scorer.mu) if by_utterance else None
+        trunk_stream = None
+        if getattr(scorer, "shared_trunk", False):
+            from ser_cli.trunk import TrunkBlockStream
+
+            trunk_stream = TrunkBlockStream(scorer.geometry, scorer.hop_frames, scorer.segment_config)
+
+        def emit(frames: np.ndarray | None) -> None:  # None: the end of the file
+            if norm_stream is not None:
+                frames = norm_stream.push(frames) if frames is not None else norm_stream.close()
+            if trunk_stream is not None:
+                for item in trunk_stream.push(frames):
+                    put(_TrunkChunk(fid, item))
+                return
+            segments, starts = seg_stream.push(frames)
+            if len(starts):
+                if not by_utterance:
+                    segments = features.normalize(segments, scorer.normalization, mu=scorer.mu)
+                put(_Chunk(fid, segments, starts))
+
         n_samples = 0
         for block in audio.stream(path, _SAMPLE_RATE, _BLOCK_S):
             if stop.is_set():
                 return
             n_samples += len(block)
-            segments, starts = seg_stream.push(spec_stream.push(block))
+            emit(spec_stream.push(block))
+        if norm_stream is not None:
+            emit(None)
+        if trunk_stream is not None:
+            for item in trunk_stream.close():
+                put(_TrunkChunk(fid, item))
+        else:
+            segments, starts = seg_stream.close()
             if len(starts):
-                put(_Chunk(fid, features.normalize(segments, scorer.normalization, mu=scorer.mu), starts))
-        segments, starts = seg_stream.close()
-        if len(starts):
-            put(_Chunk(fid, features.normalize(segments, scorer.normalization, mu=scorer.mu), starts))
+                if not by_utterance:
+                    segments = features.normalize(segments, scorer.normalization, mu=scorer.mu)
+                put(_Chunk(fid, segments, starts))
         if spec_stream.n_frames == 0:
             raise AudioError(
                 f"{path}: too short to score ({n_samples / _SAMPLE_RATE:.3f} s; one 40 ms "
@@ -589,6 +657,11 @@ class _Pipeline:
                         self.files[item.fid].outstanding += len(item.starts)
                         while self.pending_rows >= self.batch_size:
                             self._score_batch()
+                elif isinstance(item, _TrunkChunk):
+                    if item.fid in self.files:  # shared trunk: one model call per block
+                        state = self.files[item.fid]
+                        state.logits.append(self.scorer.score_block(item.block))
+                        state.starts.append(item.block.starts)
                 elif isinstance(item, _End):
                     state = self.files[item.fid]
                     state.n_samples = item.n_samples

@@ -199,6 +199,7 @@ def _run_fold(
     threads: int | None,
     progress: bool,
     command: str,
+    shared_trunk: bool = False,
 ) -> dict[str, Any]:
     import torch
 
@@ -241,22 +242,30 @@ def _run_fold(
     loaded = load_model(model_path, device=device)
     torch_device = resolve_device(device)
     precision_used = resolve_precision(precision, torch_device)
+    if shared_trunk:
+        from ser_cli.trunk import require_shared_trunk
+
+        require_shared_trunk(loaded)
     rows = []
     skipped = []
     t0 = time.perf_counter()
     n_segments = 0
     for utt in test_utts:
         try:
-            segments = extract_segments(
-                utt.path, loaded.segment_config.score_hop_frames, loaded.feature_config,
-                loaded.segment_config, cache_dir,
-            )
+            if shared_trunk:
+                logits = _shared_trunk_logits(utt.path, loaded, torch_device)
+            else:
+                segments = extract_segments(
+                    utt.path, loaded.segment_config.score_hop_frames, loaded.feature_config,
+                    loaded.segment_config, cache_dir,
+                )
         except SerError as exc:
             skipped.append({"path": utt.path, "reason": str(exc)})
             continue
-        with torch.inference_mode():
-            logits = predict_logits(loaded.module, segments, torch_device, precision_used)
-        n_segments += len(segments)
+        if not shared_trunk:
+            with torch.inference_mode():
+                logits = predict_logits(loaded.module, segments, torch_device, precision_used)
+        n_segments += len(logits)
         rows.append(
             {
                 "utt_id": utt.utt_id,
@@ -284,6 +293,25 @@ def _run_fold(
     return result
 
 
+def _shared_trunk_logits(path: str, loaded, device) -> np.ndarray:
+    """Segment logits of one test file by shared-trunk scoring (fp32; ser_cli.trunk)."""
+    from ser_cli import audio, features
+    from ser_cli.training import _audio_config
+    from ser_cli.trunk import shared_trunk_logits
+
+    audio_config = _audio_config()  # as extract_segments decodes
+    samples = audio.load(path, audio_config.sample_rate, quality=audio_config.resample_quality)
+    spec = features.spectrogram(samples)
+    if spec.shape[1] == 0:
+        raise SerError(f"{path}: too short for one frame ({len(samples)} samples, need at least 640)")
+    spec = features.normalize(spec, "utterance", mu=loaded.feature_config.mu)
+    logits, _ = shared_trunk_logits(
+        loaded.module, spec, loaded.segment_config.score_hop_frames, loaded.segment_config,
+        loaded.model_config, device=device,
+    )
+    return logits
+
+
 def evaluate(
     utterances: Sequence[Utterance],
     out_dir: str | os.PathLike,
@@ -302,6 +330,7 @@ def evaluate(
     threads: int | None = None,
     progress: bool = True,
     command: str | None = None,
+    shared_trunk: bool = False,
 ) -> EvalResult:
     """k-fold leave-one-speaker-out evaluation with pooled predictions.
 
@@ -323,6 +352,10 @@ def evaluate(
         average (both are reported).
     cache_dir, device, precision, threads, progress, command
         As for :func:`ser_cli.training.train`.
+    shared_trunk : bool
+        Score the test utterances with a shared trunk (:mod:`ser_cli.trunk`, fp32) instead of
+        segment by segment; needs ``feature_config.normalization == "utterance"``. Finished
+        folds scored the other way are rescored; trained fold models are reused.
 
     Returns
     -------
@@ -354,6 +387,11 @@ def evaluate(
         if utt.label not in class_index:
             raise CorpusError(f"{utt.path}: label {utt.label!r} is not one of the classes {classes}")
     segment_config = segment_config or SegmentConfig()
+    if shared_trunk and (feature_config or FeatureConfig()).normalization != "utterance":
+        raise ConfigError(
+            "shared_trunk=True needs normalization='utterance' (--normalization utterance): "
+            "per-segment normalised segments are not slices of one spectrogram"
+        )
     configs = {
         "feature_config": feature_config or FeatureConfig(),
         "segment_config": segment_config,
@@ -389,12 +427,14 @@ def evaluate(
         fingerprint = _fingerprint(
             [configs_json, classes, [(u.path, u.speaker, u.label) for u in train_utts],
              [(u.path, u.speaker, u.label) for u in test_utts]]
+            + ([{"shared_trunk": True}] if shared_trunk else [])
         )
         fold_results.append(
             _run_fold(
                 index, test_speakers, train_utts, test_utts, out / "folds" / f"fold_{index:02d}",
                 fingerprint, classes=classes, configs=configs, cache_dir=cache_dir, device=device,
                 precision=precision, threads=threads, progress=progress, command=command,
+                shared_trunk=shared_trunk,
             )
         )
 
@@ -454,6 +494,7 @@ def evaluate(
         "folds_run": wanted,
         "fold_speakers": {str(i + 1): g for i, g in enumerate(groups)},
         "partial": partial,
+        "shared_trunk": bool(shared_trunk),
         "epochs": configs["train_config"].epochs,
         "configs": configs_json,
         "command": command,
