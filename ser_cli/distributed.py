@@ -278,7 +278,7 @@ class DaskBackend:
                     if nxt is not None:
                         futures.add(nxt)
             finally:
-                for future in futures.futures:
+                for future in list(futures.futures):  # on an interrupt or a bug
                     future.cancel()
             if lost:
                 import dask

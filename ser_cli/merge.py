@@ -13,7 +13,8 @@ Inputs are refused, with the input and the field named, when they were written w
 model (sha256), classes, precision, front-end, segment or scoring settings, or ser-cli version;
 when two inputs hold different records for the same file; when shards of different ``n`` or the
 same shard twice are given; and, unless ``allow_partial``, when shards are missing. Inputs are
-only read (and locked while read, when the file system allows), never changed.
+only read, under their ``.lock`` when the file system allows it (so a shard still being
+written is refused); their journals and reports are never changed.
 """
 
 from __future__ import annotations
