@@ -1,6 +1,6 @@
 """Benchmark ``ser-cli analyze`` end to end against a naive librosa + numpy pipeline.
 
-Same code as ``ser-cli bench analyze`` (``ser_cli.analysis.bench_analyze``): both pipelines score
+Same code as ``ser-cli bench analyze`` (``ser_cli.bench.bench_analyze``): both pipelines score
 the same files with the same weights in fp32 on the CPU, their utterance probabilities are
 compared first, then wall times, x real time and the model-only ceiling are printed.
 
@@ -14,7 +14,7 @@ import argparse
 import json
 import os
 
-from ser_cli.analysis import bench_analyze, format_bench_analyze
+from ser_cli.bench import bench_analyze, format_bench_analyze
 
 
 def main() -> None:

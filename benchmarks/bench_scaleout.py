@@ -13,12 +13,14 @@ from __future__ import annotations
 import argparse
 import filecmp
 import json
+import math
 import tempfile
 import time
 from pathlib import Path
 
-from ser_cli.analysis import _machine, _random_model, _synthetic_speech, _versions, analyze
-from ser_cli.audio import info, scan
+from ser_cli.analysis import _versions, analyze
+from ser_cli.audio import info
+from ser_cli.bench import _machine, _random_model, bench_inputs
 from ser_cli.distributed import DaskBackend
 from ser_cli.model import ModelConfig
 
@@ -37,13 +39,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="ser-bench-scaleout-") as tmp:
         tmp_path = Path(tmp)
-        if args.data:
-            files = list(scan([args.data]))[: args.files]
-        else:
-            files = []
-            for i in range(args.files):
-                files.append(str(tmp_path / f"synthetic_{i:03d}.wav"))
-                _synthetic_speech(Path(files[-1]), 2.0 + 6.0 * ((i * 7) % 10) / 10, seed=i)
+        files, _ = bench_inputs(args.data, math.inf, tmp_path, max_files=args.files)
         audio_s = sum(info(f).duration_s for f in files)
         model = args.model or str(_random_model(tmp_path / "paper.pt", ModelConfig(n_classes=4)))
         rows = []

@@ -18,7 +18,7 @@ Usage::
     python benchmarks/bench_shared_trunk.py [--model M.pt] [--data DIR | $SER_DATA] \
         [--seconds 120] [--pool-after 2,3] [--threads 2] [--long-s 60]
 
-Without --data: synthetic speech-like files of 2-8 s (ser_cli.analysis._synthetic_speech), plus
+Without --data: synthetic speech-like files of 2-8 s (ser_cli.bench.bench_inputs), plus
 one file of ``--long-s`` seconds, so both the short-utterance and long-file regimes are timed.
 """
 
@@ -32,58 +32,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from ser_cli.analysis import _machine, _synthetic_speech, analyze
-from ser_cli.audio import info, scan
-from ser_cli.errors import SerError
+from ser_cli.analysis import analyze
+from ser_cli.audio import info
+from ser_cli.bench import _machine, _random_model, bench_inputs
 from ser_cli.features import FeatureConfig, n_frames
-from ser_cli.model import CNN, ModelConfig, config_dict, export_model, load_model
-from ser_cli.scoring import ScoringConfig
-from ser_cli.segmentation import SegmentConfig
+from ser_cli.model import ModelConfig, load_model
 from ser_cli.trunk import conv_flops, conv_flops_per_second
-
-
-def _random_utterance_model(path: Path, pool_after: tuple[int, ...]) -> Path:
-    torch.manual_seed(0)
-    config = ModelConfig(n_classes=4, pool_after=pool_after)
-    metadata = {
-        "classes": ["neutral", "happy", "angry", "sad"],
-        "feature_config": config_dict(FeatureConfig(normalization="utterance")),
-        "segment_config": config_dict(SegmentConfig()),
-        "scoring_config": config_dict(ScoringConfig()),
-        "model_config": config_dict(config),
-        "note": "randomly initialised, utterance-normalised, for timing only",
-    }
-    return export_model(CNN(config).eval(), path, metadata)
-
-
-def _files(data, seconds: float, long_s: float, tmp: Path) -> tuple[list[str], str]:
-    files: list[str] = []
-    total = 0.0
-    if data:
-        for path in scan([os.fspath(data)]):
-            try:
-                total += info(path).duration_s
-            except SerError:
-                continue
-            files.append(path)
-            if total >= seconds:
-                break
-        return files, os.fspath(data)
-    rng = np.random.default_rng(0)
-    while total < seconds:
-        duration = float(rng.uniform(2.0, 8.0))
-        path = tmp / f"synthetic_{len(files):04d}.wav"
-        _synthetic_speech(path, duration, seed=len(files))
-        files.append(str(path))
-        total += duration
-    if long_s > 0:
-        path = tmp / "synthetic_long.wav"
-        _synthetic_speech(path, long_s, seed=10_000)
-        files.append(str(path))
-    return files, f"synthetic speech-like files (2-8 s, plus one of {long_s:g} s)"
 
 
 def run(model=None, data=None, seconds=120.0, pool_after=(2, 3), threads=2, long_s=60.0,
@@ -93,9 +49,11 @@ def run(model=None, data=None, seconds=120.0, pool_after=(2, 3), threads=2, long
         tmp = Path(tmp_name)
         random_weights = model is None
         if model is None:
-            model = _random_utterance_model(tmp / "random-utterance.pt", tuple(pool_after))
+            model = _random_model(tmp / "random-utterance.pt",
+                                  ModelConfig(n_classes=4, pool_after=tuple(pool_after)),
+                                  FeatureConfig(normalization="utterance"))
         loaded = load_model(model)
-        files, source = _files(data, seconds, long_s, tmp)
+        files, source = bench_inputs(data, seconds, tmp, long_s)
         durations = {f: info(f).duration_s for f in files}
         audio_s = sum(durations.values())
 

@@ -6,14 +6,21 @@ all of them in one process on the same signal, and returns a plain dict (``--jso
 
 from __future__ import annotations
 
+import math
 import os
 import platform
+import tempfile
 import time
-from typing import Callable
+import warnings
+from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["bench_features", "format_features"]
+from ser_cli.errors import ConfigError, ModelFileError, SerError
+
+__all__ = ["bench_features", "format_features", "bench_inputs", "bench_analyze",
+           "format_bench_analyze"]
 
 # --- features benchmark (bench features) ----------------------------------------------------
 
@@ -142,6 +149,9 @@ def _time_best(func: Callable[[], object], budget_s: float, max_runs: int = 5) -
 
 
 def _machine() -> str:
+    """CPU model name and the cores this process may run on, for benchmark reports."""
+    from ser_cli.analysis import _usable_cores
+
     model = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as fh:
@@ -151,11 +161,7 @@ def _machine() -> str:
                     break
     except OSError:
         pass
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover
-        cores = os.cpu_count()
-    return f"{model}, {cores} usable cores"
+    return f"{model}, {_usable_cores()} usable cores"
 
 
 def bench_features(seconds: float = 60.0, threads: int = 1) -> dict:
@@ -195,7 +201,6 @@ def bench_features(seconds: float = 60.0, threads: int = 1) -> dict:
     >>> r["n_frames"], "ser-cli" in r["results"]
     (97, True)
     """
-    from ser_cli.errors import ConfigError
     from ser_cli.features import spectrogram
 
     if not (isinstance(seconds, (int, float)) and seconds > 0 and np.isfinite(seconds)):
@@ -285,4 +290,334 @@ def format_features(report: dict) -> str:
         )
     for name, note in report["notes"].items():
         lines.append(f"{name:<24}{note}")
+    return "\n".join(lines)
+
+
+# --- inputs shared by the benchmarks (bench analyze, benchmarks/*.py) -----------------------
+
+
+def bench_inputs(
+    data: str | os.PathLike[str] | None,
+    seconds: float,
+    tmp_dir: str | os.PathLike[str],
+    long_s: float = 0.0,
+    *,
+    max_files: int | None = None,
+) -> tuple[list[str], str]:
+    """The audio files a benchmark times: real files from ``data``, else synthetic speech.
+
+    Parameters
+    ----------
+    data : path-like or None
+        Folder of audio, scanned recursively; files are taken in scan order (undecodable ones
+        skipped) until ``seconds`` of audio or ``max_files`` files are reached. None or ``""``:
+        seeded synthetic speech-like 16 kHz files of 2-8 s (the same files every run) are
+        written to ``tmp_dir`` until ``seconds`` or ``max_files`` is reached.
+    seconds : float
+        Audio to collect, seconds (> 0; ``math.inf`` to count files only, with ``max_files``).
+    tmp_dir : path-like
+        Existing folder for the synthetic files.
+    long_s : float
+        Synthetic files only: length in seconds of one more file appended after the others, so
+        that long-file behaviour is timed too (0: none).
+    max_files : int, optional
+        At most this many files (the long file not counted).
+
+    Returns
+    -------
+    files : list of str
+        Audio paths, in the order to score them.
+    source : str
+        ``data``, or a description of the synthetic files.
+
+    Raises
+    ------
+    ConfigError
+        ``data`` holds no decodable audio, or neither ``seconds`` nor ``max_files`` bounds
+        the collection.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     files, source = bench_inputs(None, 10.0, tmp, long_s=20.0)
+    >>> len(files), source
+    (4, 'synthetic speech-like files (2-8 s, plus one of 20 s)')
+    """
+    from ser_cli.audio import info, scan
+
+    if math.isinf(seconds) and max_files is None:
+        raise ConfigError("bench inputs: give a finite seconds or max_files")
+    files: list[str] = []
+    audio_s = 0.0
+
+    def more() -> bool:
+        return audio_s < seconds and (max_files is None or len(files) < max_files)
+
+    if data:
+        for path in scan([os.fspath(data)]):
+            try:
+                audio_s += info(path).duration_s
+            except SerError:
+                continue
+            files.append(path)
+            if not more():
+                break
+        if not files:
+            raise ConfigError(f"{data}: no decodable audio files")
+        return files, os.fspath(data)
+    tmp_dir = Path(tmp_dir)
+    rng = np.random.default_rng(0)
+    while more():
+        duration = float(rng.uniform(2.0, 8.0))
+        path = tmp_dir / f"synthetic_{len(files):04d}.wav"
+        _synthetic_speech(path, duration, seed=len(files))
+        files.append(str(path))
+        audio_s += duration
+    if long_s > 0:
+        path = tmp_dir / "synthetic_long.wav"
+        _synthetic_speech(path, long_s, seed=10_000)
+        files.append(str(path))
+        return files, f"synthetic speech-like files (2-8 s, plus one of {long_s:g} s)"
+    return files, "synthetic speech-like files (harmonics, 2-8 s, 16 kHz)"
+
+
+def _synthetic_speech(path: Path, duration_s: float, seed: int) -> None:
+    """A speech-like test file: voiced harmonics with a wandering pitch, syllable-rate
+    amplitude modulation, pauses and a little noise (16 kHz mono PCM16)."""
+    import soundfile as sf
+
+    rng = np.random.default_rng(seed)
+    n = int(duration_s * _SR)
+    t = np.arange(n) / _SR
+    f0 = 120 + 40 * rng.random() + 25 * np.sin(2 * np.pi * (0.3 + 0.4 * rng.random()) * t)
+    phase = 2 * np.pi * np.cumsum(f0) / _SR
+    voiced = sum(np.sin(k * phase) / k for k in range(1, 25))
+    syllables = np.clip(np.sin(2 * np.pi * (3 + 2 * rng.random()) * t), 0, None) ** 2
+    pauses = (np.sin(2 * np.pi * 0.25 * t + rng.random() * 6) > -0.6).astype(float)
+    x = voiced * syllables * pauses + 0.01 * rng.standard_normal(n)
+    x = 0.5 * x / max(float(np.abs(x).max()), 1e-9)
+    sf.write(str(path), x.astype(np.float32), _SR, subtype="PCM_16")
+
+
+# --- analyze benchmark (bench analyze) -------------------------------------------------------
+
+
+def _naive_scores(path: str, module, classes_n: int, feature_config, segment_config,
+                  scoring_config) -> np.ndarray:
+    """The naive pipeline for one file: librosa.load, numpy STFT, one batch, fp32."""
+    import librosa
+    import torch
+
+    from ser_cli.scoring import utterance_scores
+    from ser_cli.segmentation import cut_segments
+
+    y, _ = librosa.load(path, sr=_SR, mono=True)
+    n_frames = 1 + (len(y) - 640) // 160 if len(y) >= 640 else 0
+    frames = np.lib.stride_tricks.sliding_window_view(y, 640)[::160][:n_frames]
+    spec = np.abs(np.fft.rfft(frames * np.hamming(640), n=1600, axis=1)[:, :400]).T
+    segments, _ = cut_segments(spec.astype(np.float32), segment_config.score_hop_frames,
+                               segment_config)
+    if feature_config.normalization == "max":
+        scale = segments.max(axis=(1, 2), keepdims=True)
+        y01 = np.divide(segments, scale, out=np.zeros_like(segments), where=scale > 0)
+    else:
+        lo = segments.min(axis=(1, 2), keepdims=True)
+        span = segments.max(axis=(1, 2), keepdims=True) - lo
+        y01 = np.divide(segments - lo, span, out=np.zeros_like(segments), where=span > 0) * 2 - 1
+    mu = feature_config.mu
+    x = np.sign(y01) * np.log1p(mu * np.abs(y01)) / np.log1p(mu)
+    with torch.inference_mode():
+        logits = module(torch.from_numpy(x.astype(np.float32)).unsqueeze(1))
+    return utterance_scores(logits, scoring_config)
+
+
+def _random_model(path: Path, model_config=None, feature_config=None) -> Path:
+    """Export a randomly initialised CNN (default: the default architecture, 4 classes, seed 0)
+    with ``feature_config`` (default: the default front-end) and default segment and scoring
+    configs; for timing only."""
+    import torch
+
+    from ser_cli.features import FeatureConfig
+    from ser_cli.model import CNN, ModelConfig, config_dict, export_model
+    from ser_cli.scoring import ScoringConfig
+    from ser_cli.segmentation import SegmentConfig
+
+    torch.manual_seed(0)
+    model_config = model_config or ModelConfig(n_classes=4)
+    metadata = {
+        "classes": (["neutral", "happy", "angry", "sad"] if model_config.n_classes == 4
+                    else [f"class_{i}" for i in range(model_config.n_classes)]),
+        "feature_config": config_dict(feature_config or FeatureConfig()),
+        "segment_config": config_dict(SegmentConfig()),
+        "scoring_config": config_dict(ScoringConfig()),
+        "model_config": config_dict(model_config),
+        "note": "randomly initialised, for timing only",
+    }
+    return export_model(CNN(model_config).eval(), path, metadata)
+
+
+def bench_analyze(
+    data: str | os.PathLike[str] | None = None,
+    *,
+    seconds: float = 300.0,
+    model: str | os.PathLike[str] | None = None,
+    threads: int = 2,
+    batch_size: int = 32,
+    jobs: int | None = None,
+) -> dict[str, Any]:
+    """Time :func:`analyze` against a naive pipeline on the same files, CPU, fp32.
+
+    The naive pipeline is what a researcher writes first: per file ``librosa.load``, a numpy
+    STFT (``rfft`` of Hamming-windowed frames, n=1600, bins 0..399), per-segment normalisation
+    and mu-law in numpy, and all of the file's segments in one batch through the same TorchScript
+    weights (not frozen), one file after the other. Both runs use ``threads`` torch threads.
+    The utterance probabilities of the two are compared before times are reported.
+
+    Parameters
+    ----------
+    data : path-like, optional
+        Folder of audio (scanned recursively). Files are taken in scan order until ``seconds``
+        of audio are reached. Default: synthetic speech-like 16 kHz files of 2-8 s.
+    seconds : float
+        Audio to time, seconds (> 0).
+    model : path-like, optional
+        Model file; default the bundled model, else a randomly initialised CNN with the
+        default (paper-sized) architecture: speed does not depend on the weights.
+    threads : int
+        ``torch.set_num_threads`` for both pipelines (restored afterwards).
+    batch_size, jobs : int
+        Passed to :func:`analyze`.
+
+    Returns
+    -------
+    dict
+        ``files``, ``audio_s``, ``segments``, per pipeline ``wall_s``, ``x_real_time`` and
+        ``segments_per_s``, ``speedup``, ``model_only`` (segments/s of the frozen model on
+        full batches and the × real time that caps), ``max_abs_diff`` of utterance
+        probabilities, ``machine``, ``date``, versions.
+
+    Raises
+    ------
+    ConfigError
+        ``seconds`` not positive, ``data`` holds no audio, or librosa is missing.
+
+    Examples
+    --------
+    >>> report = bench_analyze(seconds=30)  # doctest: +SKIP
+    >>> report["analyze"]["x_real_time"] > report["naive"]["x_real_time"]  # doctest: +SKIP
+    True
+    """
+    import torch
+
+    from ser_cli.analysis import _Scorer, _versions, analyze, default_model_path
+    from ser_cli.audio import info
+    from ser_cli.model import load_model
+    from ser_cli.reports import score_columns
+
+    if not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds > 0):
+        raise ConfigError(f"seconds={seconds!r} must be a positive number")
+    try:
+        import librosa  # noqa: F401
+    except ImportError as exc:
+        raise ConfigError("bench analyze needs librosa: pip install 'ser-cli[bench]'") from exc
+
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with tempfile.TemporaryDirectory(prefix="ser-bench-analyze-") as tmp:
+            tmp_path = Path(tmp)
+            files, source = bench_inputs(data, seconds, tmp_path)
+            audio_s = sum(info(path).duration_s for path in files)
+            if model is None:
+                try:
+                    model = default_model_path()
+                except ModelFileError:
+                    model = _random_model(tmp_path / "random.pt")
+            loaded = load_model(model, "cpu")
+
+            # analyze, end to end (model loading and freezing included)
+            t0 = time.perf_counter()
+            result = analyze(files, tmp_path / "out", model=model, device="cpu",
+                             batch_size=batch_size, jobs=jobs, precision="fp32",
+                             progress=False)
+            analyze_s = time.perf_counter() - t0
+            if result.n_error:
+                bad = next(u for u in result.utterances if u["status"] == "error")
+                raise ConfigError(f"bench analyze: {result.n_error} files failed, e.g. {bad['error']}")
+            n_segments = sum(u["n_segments"] for u in result.utterances)
+            columns = score_columns(loaded.classes)
+            fast = {u["file"]: np.array([u[c] for c in columns]) for u in result.utterances}
+
+            # the naive pipeline, one file at a time
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                t0 = time.perf_counter()
+                naive = {
+                    path: _naive_scores(path, loaded.module, len(loaded.classes),
+                                        loaded.feature_config, loaded.segment_config,
+                                        loaded.scoring_config)
+                    for path in files
+                }
+                naive_s = time.perf_counter() - t0
+            max_diff = max(float(np.abs(fast[p] - naive[p]).max()) for p in files)
+            agree = sum(int(np.argmax(fast[p]) == np.argmax(naive[p])) for p in files)
+
+            # the model alone on full batches: the ceiling of any pipeline with this network
+            scorer = _Scorer(load_model(model, "cpu"), torch.device("cpu"), "fp32")
+            batch = np.random.default_rng(0).random((batch_size, 400, 200), dtype=np.float32)
+            scorer(batch)
+            t0 = time.perf_counter()
+            reps = 3
+            for _ in range(reps):
+                scorer(batch)
+            model_seg_s = reps * batch_size / (time.perf_counter() - t0)
+    finally:
+        torch.set_num_threads(old_threads)
+    seg_per_audio_s = n_segments / audio_s
+    return {
+        "source": source,
+        "files": len(files),
+        "audio_s": round(audio_s, 3),
+        "segments": n_segments,
+        "segments_per_audio_s": round(seg_per_audio_s, 3),
+        "model": {"name": loaded.name, "sha256": loaded.sha256,
+                  "parameters": sum(p.numel() for p in loaded.module.parameters())},
+        "threads": threads,
+        "batch_size": batch_size,
+        "jobs": result.summary["settings"]["jobs"],
+        "analyze": {"wall_s": round(analyze_s, 3), "x_real_time": round(audio_s / analyze_s, 2),
+                    "segments_per_s": round(n_segments / analyze_s, 2)},
+        "naive": {"wall_s": round(naive_s, 3), "x_real_time": round(audio_s / naive_s, 2),
+                  "segments_per_s": round(n_segments / naive_s, 2)},
+        "speedup": round(naive_s / analyze_s, 2),
+        "model_only": {"segments_per_s": round(model_seg_s, 2),
+                       "x_real_time_cap": round(model_seg_s / seg_per_audio_s, 2)},
+        "max_abs_diff": max_diff,
+        "labels_agree": f"{agree}/{len(files)}",
+        "machine": _machine(),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "versions": _versions(),
+    }
+
+
+def format_bench_analyze(report: dict[str, Any]) -> str:
+    """The report of :func:`bench_analyze` as a short table."""
+    a, n, m = report["analyze"], report["naive"], report["model_only"]
+    lines = [
+        f"bench analyze: {report['files']} files, {report['audio_s']:.1f} s of audio "
+        f"({report['source']}), {report['segments']} segments, model {report['model']['name']}",
+        f"machine: {report['machine']}; torch threads {report['threads']}, "
+        f"batch {report['batch_size']}, decoder jobs {report['jobs']}; {report['date']}",
+        f"{'pipeline':<34} {'wall s':>9} {'x real time':>12} {'segments/s':>11}",
+        f"{'ser-cli analyze':<34} {a['wall_s']:>9.2f} {a['x_real_time']:>12.2f} "
+        f"{a['segments_per_s']:>11.2f}",
+        f"{'naive (librosa+numpy, file by file)':<34} {n['wall_s']:>9.2f} "
+        f"{n['x_real_time']:>12.2f} {n['segments_per_s']:>11.2f}",
+        f"speed-up over naive: {report['speedup']:.2f}x; model alone: "
+        f"{m['segments_per_s']:.2f} segments/s = at most {m['x_real_time_cap']:.2f}x real time "
+        f"at {report['segments_per_audio_s']:.2f} segments per audio second",
+        f"agreement: max |delta p| = {report['max_abs_diff']:.2e}, "
+        f"labels {report['labels_agree']}",
+    ]
     return "\n".join(lines)

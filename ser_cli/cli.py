@@ -600,7 +600,7 @@ def bench_analyze_command(data, seconds, model, threads, batch_size, jobs, as_js
     """
     import json
 
-    from ser_cli.analysis import bench_analyze, format_bench_analyze
+    from ser_cli.bench import bench_analyze, format_bench_analyze
 
     report = bench_analyze(data=data, seconds=seconds, model=model, threads=threads,
                            batch_size=batch_size, jobs=jobs)

@@ -252,8 +252,9 @@ def test_a_second_concurrent_run_is_refused(workdir, tiny_model):
 
 def test_another_model_into_the_same_out_is_refused(workdir, tiny_model, tmp_path):
     from conftest import tiny_model_config
+    from ser_cli.bench import _random_model
 
-    other = analyze_module._random_model(tmp_path / "other.pt", tiny_model_config())
+    other = _random_model(tmp_path / "other.pt", tiny_model_config())
     _run(["in/a.wav"], model=tiny_model)
     with pytest.raises(ConfigError, match="other settings.*--overwrite"):
         _run(["in/a.wav"], model=other)

@@ -102,7 +102,7 @@ def test_merged_shards_equal_the_single_run_byte_for_byte(here, tmp_path):
 
 
 def test_merge_refuses_another_model(here, tmp_path):
-    from ser_cli.analysis import _random_model
+    from ser_cli.bench import _random_model
     from conftest import tiny_model_config
 
     other = _random_model(tmp_path / "other.pt", tiny_model_config())
