@@ -409,6 +409,16 @@ def model_card(model: str, evaluations: tuple[str, ...], attach: bool, output: s
 # --- commands: analyze, merge, bench analyze ---------------------------------------------
 
 
+def _batch_done(ctx: click.Context, result, quiet: bool, detail: str) -> None:
+    """End 'analyze' or 'merge': one summary line on stderr (unless ``quiet``), then exit
+    status 3 if any file has an error row."""
+    if not quiet:
+        click.echo(f"{result.n_ok} files ok, {result.n_error} failed{detail}; "
+                   f"reports in {result.out}", err=True)
+    if result.n_error:
+        ctx.exit(EXIT_PARTIAL)
+
+
 def _shard_option(ctx, param, value):
     """``--shard I/N`` -> Shard, or a usage error (exit 2) naming the option."""
     if value is None:
@@ -517,17 +527,10 @@ def analyze_command(ctx: click.Context, paths, out, model, device, precision, ba
             err=True,
         )
         ctx.exit(130)
-    if not quiet:
-        run = result.summary["this_run"]
-        click.echo(
-            f"{result.n_ok} files ok, {result.n_error} failed "
-            f"({run['scored']} scored now, {run['resumed_skipped']} already done, "
-            f"{result.summary['files']['skipped_non_audio']} non-audio skipped); "
-            f"reports in {result.out}",
-            err=True,
-        )
-    if result.n_error:
-        ctx.exit(EXIT_PARTIAL)
+    run = result.summary["this_run"]
+    _batch_done(ctx, result, quiet,
+                f" ({run['scored']} scored now, {run['resumed_skipped']} already done, "
+                f"{result.summary['files']['skipped_non_audio']} non-audio skipped)")
 
 
 @main.command("merge")
@@ -560,14 +563,7 @@ def merge_command(ctx: click.Context, inputs, out, overwrite, partial, quiet) ->
     from ser_cli.merge import merge
 
     result = merge(inputs, out, overwrite=overwrite, allow_partial=partial)
-    if not quiet:
-        click.echo(
-            f"{result.n_ok} files ok, {result.n_error} failed, from {len(inputs)} folder(s); "
-            f"reports in {result.out}",
-            err=True,
-        )
-    if result.n_error:
-        ctx.exit(EXIT_PARTIAL)
+    _batch_done(ctx, result, quiet, f", from {len(inputs)} folder(s)")
 
 
 @bench.command("analyze")
