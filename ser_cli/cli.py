@@ -336,13 +336,9 @@ def model_info(model: str | None, as_json: bool) -> None:
     from ser_cli.model import read_metadata
 
     if model is None:
-        bundled = Path(__file__).with_name("models") / "default.pt"
-        if not bundled.is_file():
-            raise click.ClickException(
-                f"no bundled model: {bundled} is not installed; pass a MODEL file "
-                "(train one with 'ser-cli train')"
-            )
-        model = str(bundled)
+        from ser_cli.analysis import default_model_path
+
+        model = str(default_model_path())
     meta = read_metadata(model)
     if as_json:
         click.echo(json.dumps(meta, indent=2, sort_keys=True))
