@@ -75,6 +75,29 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
+def _deviations(meta: Mapping[str, Any]) -> list[str]:
+    """Settings of the model that differ from ser-cli's paper-faithful defaults."""
+    from dataclasses import asdict
+
+    from ser_cli.features import FeatureConfig
+    from ser_cli.model import ModelConfig
+    from ser_cli.segmentation import SegmentConfig
+    from ser_cli.training import TrainConfig
+
+    defaults = {
+        "feature_config": asdict(FeatureConfig()),
+        "segment_config": asdict(SegmentConfig()),
+        "model_config": asdict(ModelConfig(n_classes=len(meta.get("classes", [])) or 2)),
+        "train_config": asdict(TrainConfig()),
+    }
+    out = []
+    for section, default in defaults.items():
+        for key, value in (meta.get(section) or {}).items():
+            if key in default and json.dumps(value) != json.dumps(default[key]):
+                out.append(f"`{key}` = {json.dumps(value)} (paper-faithful default {json.dumps(default[key])})")
+    return out
+
+
 def _evaluation_section(title: str, m: Mapping[str, Any]) -> str:
     classes = list(m["classes"])
     folds_run = m.get("folds_run") or []
@@ -175,6 +198,9 @@ def render_card(model_path: str | os.PathLike[str],
         f"{training.get('precision')}. Final training loss {training.get('final_loss', float('nan')):.3f}, "
         f"training accuracy {_pct(training.get('final_accuracy'))} %."
     )
+    deviations = _deviations(meta)
+    if deviations:
+        out += ["", "Departures from the paper-faithful defaults: " + "; ".join(deviations) + "."]
     out += ["", "Command:", "", "```bash", str(meta.get("command")), "```"]
     out += ["", "## Decisions D1–D5 as used", ""]
     out.append(_table(["decision", "setting"], [

@@ -441,9 +441,9 @@ def autocast(device: torch.device, precision: str):
 def export_model(model: nn.Module, path: str | os.PathLike, metadata: dict[str, Any]) -> Path:
     """Write ``model`` as a TorchScript archive with ``metadata`` as ``ser_cli.json`` inside.
 
-    The model is copied to CPU, fp32, contiguous memory format and eval mode; it is scripted
-    (traced on a 400 × 200 example if scripting fails). The file is written to a temporary name
-    and renamed, so an interrupted export never leaves a truncated model behind.
+    The model is copied to CPU, fp32, contiguous memory format and eval mode, and scripted. The
+    file is written to a temporary name and renamed, so an interrupted export never leaves a
+    truncated model behind.
 
     Parameters
     ----------
@@ -457,6 +457,11 @@ def export_model(model: nn.Module, path: str | os.PathLike, metadata: dict[str, 
     -------
     Path
         ``path``.
+
+    Raises
+    ------
+    ModelFileError
+        TorchScript compilation failed (names the file and the compiler's reason).
 
     Examples
     --------
@@ -474,9 +479,11 @@ def export_model(model: nn.Module, path: str | os.PathLike, metadata: dict[str, 
     with _quiet_jit():
         try:
             scripted = torch.jit.script(eager)
-        except Exception:  # noqa: BLE001 - any scripting failure falls back to tracing
-            example = torch.zeros(1, 1, 400, 200)
-            scripted = torch.jit.trace(eager, example)
+        except Exception as exc:  # noqa: BLE001 - the compiler raises many kinds
+            # No fallback to tracing: a trace freezes shapes and drops the exported methods.
+            # torch.jit.script reads the source from disk, so an edit of ser_cli during a long run
+            # makes it fail; the run's checkpoint survives and re-running the command exports.
+            raise ModelFileError(f"{path}: TorchScript compilation failed ({exc})") from exc
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
         torch.jit.save(scripted, str(tmp), _extra_files={_METADATA_NAME: payload})
