@@ -139,6 +139,41 @@ def _int_list(text: str | None, name: str) -> tuple[int, ...] | None:
         raise click.BadParameter(f"{text!r} is not a comma-separated list of integers", param_hint=name) from exc
 
 
+def _float_list(text: str | None, name: str) -> tuple[float, ...] | None:
+    """``"0.9,1.0"`` -> (0.9, 1.0); ``"off"`` -> (); None -> None."""
+    if text is None:
+        return None
+    if text.strip().lower() in ("off", "none", ""):
+        return ()
+    try:
+        return tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError as exc:
+        raise click.BadParameter(f"{text!r} is not a comma-separated list of numbers (or off)", param_hint=name) from exc
+
+
+def _folds_option(ctx, param, value):
+    """``--folds``: ``K`` or ``family=K,family=K``."""
+    if value is None:
+        return None
+    try:
+        if "=" not in value:
+            k = int(value)
+            if k < 2:
+                raise ValueError
+            return k
+        folds = {}
+        for item in value.split(","):
+            family, _, k = item.partition("=")
+            if not family.strip() or int(k) < 2:
+                raise ValueError
+            folds[family.strip()] = int(k)
+        return folds
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not a fold count >= 2 or a list like emodb=10,ravdess=6"
+        ) from None
+
+
 def training_options(func):
     """Options shared by ``train`` and ``evaluate``: data, recipe, architecture, scoring."""
     options = [
@@ -149,20 +184,49 @@ def training_options(func):
         click.option("--classes", default=None,
                      help="Comma-separated classes in output order, e.g. neutral,happy,angry,sad "
                      "(others are dropped). Default: every label in the data."),
+        click.option("--exclude-speakers", default=None, metavar="SPK,SPK,...",
+                     help="Leave these speakers out entirely (e.g. an outer fold's test speakers "
+                     "while choosing settings on inner folds); ids as in the data, emodb:03 when "
+                     "corpora mix."),
+        click.option("--recipe", type=click.Choice(["ser", "paper"]), default="ser", show_default=True,
+                     help="Training recipe: 'paper' is the paper's exactly (50 epochs, SGD steps, "
+                     "every 2 s segment, pools after Conv2-3); 'ser' adds what measured better on "
+                     "small corpora (docs/results.md). Options below override either."),
         click.option("--head", default="attention", show_default=True,
                      type=click.Choice(["attention", "gap", "bilinear"]), help="Class-score head."),
-        click.option("--epochs", type=click.IntRange(min=1), default=50, show_default=True),
-        click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True),
-        click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.05, show_default=True,
-                     help="Initial learning rate (divided by 10 at 40/60/80 % of the epochs)."),
+        click.option("--epochs", type=click.IntRange(min=1), default=None,
+                     help="Epochs (paper 50, ser 30)."),
+        click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Segments per step (64)."),
+        click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+                     help="Initial learning rate, 0.05 (divided by 10 at 40/60/80 %% of the epochs)."),
         click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True),
+        click.option("--sampling", type=click.Choice(["segments", "crops"]), default=None,
+                     help="Each epoch: every 2 s segment (paper) or --crops random 2 s windows per utterance (ser)."),
+        click.option("--crops", "crops_per_utterance", type=click.IntRange(min=1), default=None,
+                     help="Random windows per utterance per epoch with --sampling crops (ser 2)."),
+        click.option("--speed", "speed_factors", default=None, metavar="F,F,...|off",
+                     help="Speed perturbation factors drawn per utterance and epoch (ser 0.9,1.0,1.1)."),
+        click.option("--noise-snr", "noise_snr_db", default=None, metavar="LOW,HIGH|off",
+                     help="Add pink noise at an SNR in [LOW, HIGH] dB to half the utterances (off)."),
+        click.option("--freq-masks", type=click.IntRange(min=0), default=None,
+                     help="SpecAugment frequency masks per segment, up to 40 bins each (ser 2)."),
+        click.option("--time-masks", type=click.IntRange(min=0), default=None,
+                     help="SpecAugment time masks per segment, up to 30 frames each (ser 2)."),
+        click.option("--mixup", "mixup_alpha", type=click.FloatRange(min=0), default=None,
+                     help="Mixup Beta(alpha, alpha); 0 is off (ser 0.2)."),
+        click.option("--label-smoothing", type=click.FloatRange(min=0, max=1, max_open=True), default=None,
+                     help="Cross-entropy label smoothing (ser 0.1)."),
+        click.option("--class-balance/--no-class-balance", default=None,
+                     help="Weight the loss by inverse class frequency (ser: on)."),
+        click.option("--corpus-balance/--no-corpus-balance", default=None,
+                     help="Weight the loss by inverse corpus frequency (ser: on)."),
         click.option("--normalization", type=click.Choice(["max", "minmax", "utterance"]),
                      default=None,
                      help="D1 scaling before mu-law: per segment (max, minmax) or by the "
                      "utterance's maximum (utterance; needed for --shared-trunk). "
                      "Default: FeatureConfig's."),
-        click.option("--pool-after", default="2,3", show_default=True,
-                     help="D2: conv indices (1-5) followed by a 2x2 max-pool; 1,2,3 is ~3x faster."),
+        click.option("--pool-after", default=None,
+                     help="D2: conv indices (1-5) followed by a 2x2 max-pool (paper 2,3; ser 1,2,3, ~3x faster)."),
         click.option("--widths", default="32,48,64,80", show_default=True,
                      help="D2: channels of Conv2-Conv5."),
         click.option("--attention-reduce", type=click.Choice(["sum", "mean"]), default="sum",
@@ -193,10 +257,19 @@ def _training_setup(kw: dict) -> dict:
     from ser_cli.model import ModelConfig
     from ser_cli.scoring import ScoringConfig
     from ser_cli.segmentation import SegmentConfig
-    from ser_cli.training import TrainConfig
+    from ser_cli.training import recipe_configs
 
     utterances = read_corpus(list(kw["sources"]), format=kw["corpus_format"])
     classes = [c for c in kw["classes"].split(",")] if kw["classes"] else None
+    if kw["exclude_speakers"]:
+        excluded = {v.strip() for v in kw["exclude_speakers"].split(",") if v.strip()}
+        unknown = sorted(excluded - {u.speaker for u in utterances})
+        if unknown:
+            raise click.BadParameter(
+                f"speaker(s) {', '.join(unknown)} not in the data (ids look like "
+                f"{utterances[0].speaker!r})", param_hint="--exclude-speakers",
+            )
+        utterances = [u for u in utterances if u.speaker not in excluded]
     utterances, classes = select_classes(utterances, classes)
     feature_config = FeatureConfig()
     if kw["normalization"]:
@@ -206,6 +279,17 @@ def _training_setup(kw: dict) -> dict:
         segment_config = dataclasses.replace(segment_config, pad=kw["pad"])
     if kw["tail"]:
         segment_config = dataclasses.replace(segment_config, tail=kw["tail"])
+    train_config, model_overrides = recipe_configs(
+        kw["recipe"],
+        **{name: kw[name] for name in ("epochs", "batch_size", "lr", "seed", "sampling",
+                                       "crops_per_utterance", "freq_masks", "time_masks",
+                                       "mixup_alpha", "label_smoothing", "class_balance",
+                                       "corpus_balance")},
+        speed_factors=_float_list(kw["speed_factors"], "--speed"),
+        noise_snr_db=_float_list(kw["noise_snr_db"], "--noise-snr"),
+    )
+    if kw["pool_after"] is not None:
+        model_overrides["pool_after"] = _int_list(kw["pool_after"], "--pool-after")
     return {
         "utterances": utterances,
         "classes": classes,
@@ -215,12 +299,10 @@ def _training_setup(kw: dict) -> dict:
             n_classes=len(classes),
             head=kw["head"],
             widths=_int_list(kw["widths"], "--widths"),
-            pool_after=_int_list(kw["pool_after"], "--pool-after"),
             attention_reduce=kw["attention_reduce"],
+            **model_overrides,
         ),
-        "train_config": TrainConfig(
-            epochs=kw["epochs"], batch_size=kw["batch_size"], lr=kw["lr"], seed=kw["seed"]
-        ),
+        "train_config": train_config,
         "scoring_config": ScoringConfig(average=kw["average"]),
         "cache_dir": kw["cache_dir"],
         "device": kw["device"],
@@ -272,15 +354,16 @@ def train(output: str, work_dir: str | None, **kw) -> None:
 @training_options
 @click.option("-o", "--output", "output", required=True, type=click.Path(file_okay=False),
               help="Folder for predictions.csv, metrics.json, metrics.csv, confusion.png.")
-@click.option("--folds", type=click.IntRange(min=2), default=None,
-              help="Group the sorted speakers into this many contiguous folds (default: one per speaker).")
+@click.option("--folds", default=None, callback=_folds_option, metavar="K|FAMILY=K,...",
+              help="Group the sorted speakers into K contiguous folds (default: one per speaker), "
+              "or per corpus: emodb=10,ravdess=6 (fold i holds out group i of each corpus).")
 @click.option("--only-folds", default=None,
               help="Comma-separated 1-based folds to run (a partial, screening result).")
 @click.option("--shared-trunk", is_flag=True,
               help="Score test utterances with one trunk pass per utterance (needs "
               "--normalization utterance); rescoring a finished evaluation reuses its models.")
 @_ser_errors
-def evaluate(output: str, folds: int | None, only_folds: str | None, shared_trunk: bool,
+def evaluate(output: str, folds, only_folds: str | None, shared_trunk: bool,
              **kw) -> None:
     """Leave-one-speaker-out evaluation: WA, UA, per-class recall, confusion.
 
@@ -311,6 +394,11 @@ def evaluate(output: str, folds: int | None, only_folds: str | None, shared_trun
         f"{output}: WA {100 * result.wa:.2f} %  UA {100 * result.ua:.2f} %  over "
         f"{result.n_utterances} utterances, {len(result.folds_run)} fold(s){tag}"
     )
+    for family, m in result.metrics.get("by_corpus", {}).items():
+        click.echo(
+            f"  {family}: WA {100 * m['wa']:.2f} %  UA {100 * m['ua']:.2f} %  over {m['n']} "
+            f"utterances, {len(m['classes'])} classes, folds {','.join(map(str, m['folds']))}"
+        )
     if result.skipped:
         click.echo(f"{len(result.skipped)} file(s) skipped, listed in metrics.json", err=True)
         sys.exit(EXIT_PARTIAL)

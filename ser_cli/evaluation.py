@@ -30,7 +30,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -39,7 +39,14 @@ from ser_cli.errors import ConfigError, CorpusError, SerError
 from ser_cli.model import config_dict
 from ser_cli.scoring import ScoringConfig, utterance_scores
 
-__all__ = ["EvalResult", "evaluate", "make_folds", "confusion_matrix", "metrics_from_confusion"]
+__all__ = [
+    "EvalResult",
+    "evaluate",
+    "make_folds",
+    "confusion_matrix",
+    "metrics_from_confusion",
+    "corpus_metrics",
+]
 
 _AVERAGES = ("logits", "probs")
 
@@ -86,32 +93,61 @@ class EvalResult:
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
-def make_folds(speakers: Sequence[str], folds: int | None = None) -> list[list[str]]:
+def _family_of_speaker(speaker: str) -> str:
+    """``"emodb:03"`` -> ``"emodb"``; a speaker id without a corpus prefix -> ``""``."""
+    return speaker.split(":", 1)[0] if ":" in speaker else ""
+
+
+def make_folds(speakers: Sequence[str], folds: int | Mapping[str, int] | None = None) -> list[list[str]]:
     """Split speakers into contiguous groups of their sorted order.
 
     Parameters
     ----------
     speakers : sequence of str
-        Speaker ids (duplicates are ignored).
-    folds : int, optional
-        Number of folds, 2 <= folds <= number of speakers; default one fold per speaker.
+        Speaker ids (duplicates are ignored). When corpora mix they carry their corpus family,
+        ``"emodb:03"`` (see :mod:`ser_cli.corpora`).
+    folds : int or mapping, optional
+        Number of folds, 2 <= folds <= number of speakers; default one fold per speaker. A
+        mapping ``{family: k}`` splits each corpus family's speakers into its own k groups and
+        fold i holds out group i of every family that has one: ``{"emodb": 10, "ravdess": 6}``
+        gives 10 folds, each with one EMO-DB speaker, the first six also with four RAVDESS
+        actors. Every family in ``speakers`` needs an entry (one family without prefixes: the
+        mapping's only entry).
 
     Returns
     -------
     list of list of str
-        Sizes differ by at most one, larger groups first.
+        Sizes differ by at most one, larger groups first (per family with a mapping).
 
     Raises
     ------
     ConfigError
-        Fewer than 2 speakers, or ``folds`` out of range.
+        Fewer than 2 speakers, ``folds`` out of range, or a family missing from the mapping.
 
     Examples
     --------
     >>> make_folds([f"{i:02d}" for i in range(1, 25)], 6)[1]
     ['05', '06', '07', '08']
+    >>> spk = [f"a:{i}" for i in range(3)] + [f"b:{i}" for i in range(4)]
+    >>> make_folds(spk, {"a": 3, "b": 2})
+    [['a:0', 'b:0', 'b:1'], ['a:1', 'b:2', 'b:3'], ['a:2']]
     """
     ordered = sorted(set(speakers))
+    if isinstance(folds, Mapping):
+        by_family: dict[str, list[str]] = {}
+        for speaker in ordered:
+            by_family.setdefault(_family_of_speaker(speaker), []).append(speaker)
+        if list(by_family) == [""] and len(folds) == 1:
+            by_family = {next(iter(folds)): by_family[""]}
+        missing = sorted(set(by_family) - set(folds))
+        if missing:
+            raise ConfigError(
+                f"folds={dict(folds)}: no fold count for corpus famil{'y' if len(missing) == 1 else 'ies'} "
+                f"{', '.join(repr(m) for m in missing)} (speakers look like {by_family[missing[0]][0]!r})"
+            )
+        groups = {family: make_folds(spk, folds[family]) for family, spk in by_family.items()}
+        n = max(len(g) for g in groups.values())
+        return [[s for g in groups.values() if i < len(g) for s in g[i]] for i in range(n)]
     if len(ordered) < 2:
         raise ConfigError(f"leave-one-speaker-out needs at least 2 speakers, found {len(ordered)}")
     if folds is None:
@@ -171,6 +207,52 @@ def metrics_from_confusion(confusion, classes: Sequence[str]) -> dict[str, Any]:
         "support": {name: int(support[i]) for i, name in enumerate(classes)},
         "confusion": matrix.tolist(),
     }
+
+
+def _family(prediction: dict) -> str:
+    return prediction.get("family") or _family_of_speaker(prediction["speaker"]) or prediction["corpus"]
+
+
+def corpus_metrics(predictions: Sequence[dict], classes: Sequence[str], average: str) -> dict[str, Any]:
+    """WA/UA per corpus family, each scored over the classes that family's test utterances have.
+
+    A model trained on several corpora may know classes one test corpus lacks (RAVDESS's calm
+    and surprise for EMO-DB); the task on that corpus is its own label set, so the utterance's
+    prediction is the argmax over those classes only. Empty unless families mix.
+
+    Parameters
+    ----------
+    predictions : sequence of dict
+        Pooled rows with ``label``, ``speaker``, ``fold``, ``scores[average]`` (K scores).
+    classes : sequence of K str
+    average : {"logits", "probs"}
+
+    Returns
+    -------
+    dict
+        Family → :func:`metrics_from_confusion` output over that family's ``classes``, plus
+        ``classes``, ``folds`` and ``by_average`` (WA/UA with each D4 average).
+    """
+    families = sorted({_family(p) for p in predictions})
+    if len(families) < 2:
+        return {}
+    out: dict[str, Any] = {}
+    for family in families:
+        rows = [p for p in predictions if _family(p) == family]
+        present = [c for c in classes if any(p["label"] == c for p in rows)]
+        columns = [list(classes).index(c) for c in present]
+        true = [present.index(p["label"]) for p in rows]
+        result: dict[str, Any] = {}
+        for avg in _AVERAGES:
+            pred = [int(np.argmax(np.asarray(p["scores"][avg])[columns])) for p in rows]
+            result[avg] = metrics_from_confusion(confusion_matrix(true, pred, len(present)), present)
+        out[family] = {
+            **result[average],
+            "classes": present,
+            "folds": sorted({p["fold"] for p in rows}),
+            "by_average": {avg: {"wa": m["wa"], "ua": m["ua"]} for avg, m in result.items()},
+        }
+    return out
 
 
 def _fingerprint(payload: Any) -> str:
@@ -272,6 +354,7 @@ def _run_fold(
                 "path": utt.path,
                 "speaker": utt.speaker,
                 "corpus": utt.corpus,
+                "family": utt.family or utt.corpus,
                 "label": utt.label,
                 "segment_logits": np.round(logits.astype(np.float64), 6).tolist(),
             }
@@ -317,7 +400,7 @@ def evaluate(
     out_dir: str | os.PathLike,
     *,
     classes: Sequence[str] | None = None,
-    folds: int | None = None,
+    folds: int | Mapping[str, int] | None = None,
     only_folds: Sequence[int] | None = None,
     feature_config=None,
     segment_config=None,
@@ -343,8 +426,9 @@ def evaluate(
         (when matplotlib is importable), ``command.txt`` and ``folds/fold_NN/``.
     classes : sequence of str, optional
         Class order; default the sorted labels.
-    folds : int, optional
-        Number of contiguous speaker groups (default: one fold per speaker).
+    folds : int or mapping, optional
+        Number of contiguous speaker groups (default: one fold per speaker), or per corpus
+        family ``{"emodb": 10, "ravdess": 6}`` (:func:`make_folds`).
     only_folds : sequence of int, optional
         1-based folds to run; the result is marked partial.
     feature_config, segment_config, model_config, train_config, scoring_config
@@ -458,6 +542,7 @@ def evaluate(
         true = [class_index[p["label"]] for p in predictions]
         pred = [int(np.argmax(p["scores"][avg])) for p in predictions]
         by_average[avg] = metrics_from_confusion(confusion_matrix(true, pred, len(classes)), classes)
+    by_corpus = corpus_metrics(predictions, classes, primary)
     per_fold = []
     for result in fold_results:
         rows = [p for p in predictions if p["fold"] == result["fold"]]
@@ -489,8 +574,10 @@ def evaluate(
         "confusion": main_metrics["confusion"],
         "n_utterances": main_metrics["n"],
         "by_average": by_average,
+        "by_corpus": by_corpus,
         "per_fold": per_fold,
         "n_folds": n_folds,
+        "folds_spec": dict(folds) if isinstance(folds, Mapping) else folds,
         "folds_run": wanted,
         "fold_speakers": {str(i + 1): g for i, g in enumerate(groups)},
         "partial": partial,
@@ -508,6 +595,10 @@ def evaluate(
     note = _plot_confusion(out / "confusion.png", np.asarray(main_metrics["confusion"]), classes,
                            f"WA {100 * main_metrics['wa']:.1f} %  UA {100 * main_metrics['ua']:.1f} %"
                            + (" (partial)" if partial else ""))
+    for family, m in by_corpus.items():
+        note = _plot_confusion(out / f"confusion_{family}.png", np.asarray(m["confusion"]), m["classes"],
+                               f"{family}: WA {100 * m['wa']:.1f} %  UA {100 * m['ua']:.1f} %"
+                               + (" (partial)" if partial else "")) or note
     if note and progress:
         print(note, file=sys.stderr, flush=True)
     return EvalResult(
@@ -556,6 +647,9 @@ def _write_metrics_csv(path: Path, metrics: dict, classes: list[str]) -> None:
         for avg, m in metrics["by_average"].items():
             writer.writerow(["pooled" + (" (partial)" if metrics["partial"] else ""), avg, "", m["n"],
                              fmt(m["wa"]), fmt(m["ua"]), *(fmt(m["recalls"][c]) for c in classes)])
+        for family, m in metrics.get("by_corpus", {}).items():
+            writer.writerow([f"corpus {family}", metrics["primary_average"], "", m["n"], fmt(m["wa"]),
+                             fmt(m["ua"]), *(fmt(m["recalls"].get(c)) for c in classes)])
         for fold in metrics["per_fold"]:
             writer.writerow([f"fold {fold['fold']}", metrics["primary_average"], " ".join(fold["speakers"]),
                              fold["n"], fmt(fold["wa"]), fmt(fold["ua"]),

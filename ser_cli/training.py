@@ -55,6 +55,8 @@ from ser_cli.model import (
 from ser_cli.scoring import ScoringConfig
 
 __all__ = [
+    "RECIPES",
+    "recipe_configs",
     "TrainConfig",
     "TrainResult",
     "train",
@@ -97,7 +99,34 @@ class TrainConfig:
     label_smoothing : float
         Cross-entropy label smoothing in [0, 1) (0: the paper's plain cross-entropy).
     class_balance : bool
-        Weight the loss by inverse class frequency of training segments (off: the paper's).
+        Weight the loss by inverse class frequency of the training utterances (off: the paper's).
+    corpus_balance : bool
+        Weight the loss by inverse corpus-family frequency too, so a small corpus trained beside
+        a large one counts as much (off).
+    sampling : {"segments", "crops"}
+        What one epoch sees of each utterance: every 2 s segment at ``train_hop_frames`` (the
+        paper's), or ``crops_per_utterance`` 2 s windows at random frame offsets, drawn afresh
+        each epoch (an epoch then costs the same whatever the utterances' lengths).
+    crops_per_utterance : int
+        Windows per utterance per epoch with ``sampling="crops"`` (1).
+    speed_factors : tuple of float
+        Speed perturbation (:func:`ser_cli.augment.speed_perturb`): each epoch every utterance is
+        played at one factor drawn uniformly from these, e.g. (0.9, 1.0, 1.1); empty: off.
+    noise_snr_db : tuple of 2 float
+        Additive pink noise (:func:`ser_cli.augment.add_noise`) at an SNR drawn uniformly from
+        ``[low, high]`` dB, for a fraction ``noise_prob`` of the utterances each epoch; empty: off.
+    noise_prob : float
+        Fraction of utterances that get noise when ``noise_snr_db`` is set (0.5).
+    freq_masks, time_masks : int
+        SpecAugment-style masks per segment (:func:`ser_cli.augment.mask_batch`); 0: off.
+    freq_mask_bins, time_mask_frames : int
+        Largest mask widths (40 bins = 400 Hz; 30 frames = 0.3 s).
+    mixup_alpha : float
+        Mixup's Beta(alpha, alpha) parameter (:func:`ser_cli.augment.mixup`); 0: off.
+
+    Any of ``sampling="crops"``, ``speed_factors``, ``noise_snr_db`` makes training decode the
+    waveforms once and compute each epoch's segments afresh (about a second per thousand
+    utterances); otherwise the segments come from the feature cache as in the paper's recipe.
 
     Raises
     ------
@@ -121,9 +150,26 @@ class TrainConfig:
     seed: int = 0
     label_smoothing: float = 0.0
     class_balance: bool = False
+    corpus_balance: bool = False
+    sampling: str = "segments"
+    crops_per_utterance: int = 1
+    speed_factors: tuple[float, ...] = ()
+    noise_snr_db: tuple[float, ...] = ()
+    noise_prob: float = 0.5
+    freq_masks: int = 0
+    freq_mask_bins: int = 40
+    time_masks: int = 0
+    time_mask_frames: int = 30
+    mixup_alpha: float = 0.0
+
+    @property
+    def waveform_augmented(self) -> bool:
+        """True when each epoch's segments are computed afresh from the waveforms."""
+        return self.sampling == "crops" or bool(self.speed_factors) or bool(self.noise_snr_db)
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "seed"):
+        for name in ("epochs", "batch_size", "seed", "crops_per_utterance", "freq_masks",
+                     "freq_mask_bins", "time_masks", "time_mask_frames"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
                 raise ConfigError(f"{name}={value!r} must be an int")
@@ -133,6 +179,31 @@ class TrainConfig:
             raise ConfigError(f"batch_size={self.batch_size} must be >= 1")
         if self.seed < 0:
             raise ConfigError(f"seed={self.seed} must be >= 0")
+        for name in ("freq_masks", "freq_mask_bins", "time_masks", "time_mask_frames"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name}={getattr(self, name)} must be >= 0")
+        if self.crops_per_utterance < 1:
+            raise ConfigError(f"crops_per_utterance={self.crops_per_utterance} must be >= 1")
+        if self.sampling not in ("segments", "crops"):
+            raise ConfigError(f"sampling={self.sampling!r} is not one of segments, crops")
+        try:
+            speeds = tuple(float(f) for f in self.speed_factors)
+            snr = tuple(float(v) for v in self.noise_snr_db)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(
+                f"speed_factors={self.speed_factors!r} / noise_snr_db={self.noise_snr_db!r} "
+                "must be sequences of numbers"
+            ) from exc
+        if any(not (np.isfinite(f) and 0.5 <= f <= 2.0) for f in speeds):
+            raise ConfigError(f"speed_factors={speeds} must lie in [0.5, 2]")
+        if snr and (len(snr) != 2 or not all(np.isfinite(snr)) or snr[0] > snr[1]):
+            raise ConfigError(f"noise_snr_db={snr} must be (low, high) dB with low <= high")
+        object.__setattr__(self, "speed_factors", speeds)
+        object.__setattr__(self, "noise_snr_db", snr)
+        if not 0 <= self.noise_prob <= 1:
+            raise ConfigError(f"noise_prob={self.noise_prob} must be in [0, 1]")
+        if not (self.mixup_alpha >= 0 and np.isfinite(self.mixup_alpha)):
+            raise ConfigError(f"mixup_alpha={self.mixup_alpha} must be >= 0")
         if not (self.lr > 0 and np.isfinite(self.lr)):
             raise ConfigError(f"lr={self.lr} must be a positive number")
         try:
@@ -152,6 +223,64 @@ class TrainConfig:
             raise ConfigError(f"weight_decay={self.weight_decay} must be >= 0")
         if not 0 <= self.label_smoothing < 1:
             raise ConfigError(f"label_smoothing={self.label_smoothing} must be in [0, 1)")
+
+
+#: Named recipes: overrides of TrainConfig and ModelConfig defaults. "paper" is the paper's recipe
+#: and architecture exactly (SPEC §3-4); "ser" is ser-cli's recipe for small corpora, each of its
+#: departures measured in docs/results.md.
+RECIPES: dict[str, dict[str, dict[str, Any]]] = {
+    "paper": {"train": {}, "model": {}},
+    "ser": {
+        "train": {
+            "epochs": 30,
+            "sampling": "crops",
+            "crops_per_utterance": 2,
+            "speed_factors": (0.9, 1.0, 1.1),
+            "freq_masks": 2,
+            "time_masks": 2,
+            "mixup_alpha": 0.2,
+            "label_smoothing": 0.1,
+            "class_balance": True,
+            "corpus_balance": True,
+        },
+        "model": {"pool_after": (1, 2, 3)},
+    },
+}
+
+
+def recipe_configs(name: str, **train_overrides: Any) -> tuple["TrainConfig", dict[str, Any]]:
+    """The TrainConfig of a named recipe and its ModelConfig overrides.
+
+    Parameters
+    ----------
+    name : {"paper", "ser"}
+        See :data:`RECIPES`.
+    **train_overrides
+        TrainConfig fields that replace the recipe's (``None`` values are ignored).
+
+    Returns
+    -------
+    train_config : TrainConfig
+    model_overrides : dict
+        ModelConfig fields the recipe sets (``pool_after`` for "ser").
+
+    Raises
+    ------
+    ConfigError
+        Unknown recipe or a bad field.
+
+    Examples
+    --------
+    >>> recipe_configs("paper")[0] == TrainConfig()
+    True
+    >>> recipe_configs("ser", epochs=5)[0].epochs
+    5
+    """
+    if name not in RECIPES:
+        raise ConfigError(f"recipe={name!r} is not one of {', '.join(RECIPES)}")
+    values = dict(RECIPES[name]["train"])
+    values.update({k: v for k, v in train_overrides.items() if v is not None})
+    return TrainConfig(**values), dict(RECIPES[name]["model"])
 
 
 def effective_milestones(config: TrainConfig) -> tuple[int, ...]:
@@ -347,6 +476,155 @@ def _gather(
         reporter.advance()
     reporter.stop_task()
     return done, skipped
+
+
+def _gather_waveforms(
+    utterances: Sequence[Utterance], reporter: "_Reporter"
+) -> tuple[list[tuple[Utterance, np.ndarray]], list[dict[str, str]]]:
+    """Decoded 16 kHz waveforms of every utterance (augmented training); bad files skipped."""
+    from ser_cli import audio
+
+    audio_config = _audio_config()
+    done: list[tuple[Utterance, np.ndarray]] = []
+    skipped: list[dict[str, str]] = []
+    reporter.start_task("features (decoding for augmentation)", len(utterances))
+    for utt in utterances:
+        try:
+            samples = audio.load(utt.path, audio_config.sample_rate, quality=audio_config.resample_quality)
+            if len(samples) < 640:
+                raise SerError(f"{utt.path}: too short for one frame ({len(samples)} samples, need at least 640)")
+        except SerError as exc:
+            skipped.append({"path": utt.path, "reason": str(exc)})
+            reporter.message(f"skipped {exc}")
+        else:
+            done.append((utt, samples))
+        reporter.advance()
+    reporter.stop_task()
+    return done, skipped
+
+
+def _epoch_segments(
+    waves: Sequence[np.ndarray], epoch: int, config: "TrainConfig", feature_config, segment_config
+) -> tuple[np.ndarray, np.ndarray]:
+    """One epoch's training segments, computed afresh from the waveforms.
+
+    Each utterance is speed-perturbed and noised (as ``config`` says, with a generator seeded by
+    ``(seed, epoch)``), transformed, normalised as scoring does (D1), and cut: every segment at
+    ``train_hop_frames`` or ``crops_per_utterance`` windows at random offsets. An utterance
+    shorter than one window gives its padded segment (D5).
+
+    Returns
+    -------
+    segments : np.ndarray, shape (M, 400, segment_frames), float16
+    owner : np.ndarray, shape (M,), int64
+        Index into ``waves`` of each segment.
+    """
+    from ser_cli import features
+    from ser_cli.augment import add_noise, speed_perturb
+    from ser_cli.segmentation import cut_segments
+
+    rng = np.random.default_rng([config.seed, epoch, 1])
+    length = segment_config.segment_frames
+    per_segment = feature_config.normalization != "utterance"
+    chunks: list[np.ndarray] = []
+    owners: list[np.ndarray] = []
+    for i, samples in enumerate(waves):
+        if config.speed_factors:
+            samples = speed_perturb(samples, float(rng.choice(config.speed_factors)))
+        if config.noise_snr_db and rng.random() < config.noise_prob:
+            samples = add_noise(samples, float(rng.uniform(*config.noise_snr_db)), rng)
+        if len(samples) < 640:  # a sped-up very short file: keep one frame
+            samples = np.pad(samples, (0, 640 - len(samples)))
+        spec = features.spectrogram(samples)
+        if not per_segment:
+            spec = features.normalize(spec, "utterance", mu=feature_config.mu)
+        if config.sampling == "crops" and spec.shape[1] > length:
+            starts = rng.integers(0, spec.shape[1] - length + 1, size=config.crops_per_utterance)
+            segments = np.stack([spec[:, s : s + length] for s in starts])
+        else:
+            segments, _ = cut_segments(spec, segment_config.train_hop_frames, segment_config)
+            if config.sampling == "crops":  # shorter than one window: its padded segment
+                segments = np.repeat(segments[:1], config.crops_per_utterance, axis=0)
+        if per_segment:
+            segments = features.normalize(segments, feature_config.normalization, mu=feature_config.mu)
+        chunks.append(segments.astype(np.float16))
+        owners.append(np.full(len(segments), i, dtype=np.int64))
+    return np.concatenate(chunks), np.concatenate(owners)
+
+
+def _utterance_weights(
+    utterances: Sequence[Utterance], classes: np.ndarray, n_classes: int, config: "TrainConfig"
+) -> np.ndarray | None:
+    """Loss weight of each utterance's segments: inverse class and/or corpus frequency, or None.
+
+    Frequencies count utterances; weights are scaled to mean 1 over the utterances.
+    """
+    if not (config.class_balance or config.corpus_balance):
+        return None
+    weight = np.ones(len(utterances), dtype=np.float64)
+    if config.class_balance:
+        freq = np.bincount(classes, minlength=n_classes).astype(np.float64)
+        weight *= len(classes) / (np.count_nonzero(freq) * freq[classes])
+    if config.corpus_balance:
+        names = [u.family or u.corpus for u in utterances]
+        unique, inverse, freq = np.unique(names, return_inverse=True, return_counts=True)
+        weight *= len(names) / (len(unique) * freq[inverse])
+    return weight / weight.mean()
+
+
+class _EpochData:
+    """An epoch's segments with their labels and loss weights, as tensors."""
+
+    def __init__(self, segments: np.ndarray, owner: np.ndarray, utt_class: np.ndarray,
+                 utt_weight: np.ndarray | None, device: torch.device):
+        self.n = int(len(segments))
+        self.data = torch.from_numpy(np.ascontiguousarray(segments))
+        self.labels = torch.from_numpy(utt_class[owner])
+        self.weights = (
+            torch.from_numpy(utt_weight[owner].astype(np.float32)) if utt_weight is not None else None
+        )
+        if device.type == "cuda":
+            self.data = self.data.to(device)
+            self.labels = self.labels.to(device)
+            self.weights = self.weights.to(device) if self.weights is not None else None
+
+
+def _augment_batch(x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor | None,
+                   index: torch.Tensor, config: "TrainConfig", rng: np.random.Generator):
+    """Masks and mixup on one batch; returns it and the function from logits to its loss.
+
+    Without weights or mixup the loss is plain (label-smoothed) cross-entropy, the paper's;
+    otherwise per-segment cross-entropy, mixed as mixup says, averaged with the weights.
+    """
+    from torch.nn import functional as F
+
+    from ser_cli.augment import mask_batch, mixup
+
+    if config.freq_masks or config.time_masks:
+        x = mask_batch(
+            x, rng, freq_masks=config.freq_masks, freq_mask_bins=config.freq_mask_bins,
+            time_masks=config.time_masks, time_mask_frames=config.time_mask_frames,
+        ).contiguous(memory_format=torch.channels_last)
+    smoothing = config.label_smoothing
+    w = weights.index_select(0, index.to(weights.device)) if weights is not None else None
+    if config.mixup_alpha > 0:
+        x, perm, lam = mixup(x, config.mixup_alpha, rng)
+        x = x.contiguous(memory_format=torch.channels_last)
+        y2 = y.index_select(0, perm.to(y.device))
+        w = w if w is None else lam * w + (1 - lam) * w.index_select(0, perm.to(w.device))
+
+        def loss_of(logits):
+            per = lam * F.cross_entropy(logits, y, reduction="none", label_smoothing=smoothing) + (
+                1 - lam
+            ) * F.cross_entropy(logits, y2, reduction="none", label_smoothing=smoothing)
+            return per.mean() if w is None else (per * w).sum() / w.sum()
+
+        return x, loss_of
+    if w is None:
+        return x, lambda logits: F.cross_entropy(logits, y, label_smoothing=smoothing)
+    return x, lambda logits: (
+        F.cross_entropy(logits, y, reduction="none", label_smoothing=smoothing) * w
+    ).sum() / w.sum()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -580,26 +858,33 @@ def train(
     if command is None:
         command = shlex.join(sys.argv)
 
-    # 1. features
-    items, skipped = _gather(
-        utterances, segment_config.train_hop_frames, feature_config, segment_config, cache_dir,
-        reporter, "training",
-    )
+    # 1. features: cached segments (the paper's recipe), or waveforms re-segmented every epoch
+    if train_config.waveform_augmented:
+        items, skipped = _gather_waveforms(utterances, reporter)
+    else:
+        items, skipped = _gather(
+            utterances, segment_config.train_hop_frames, feature_config, segment_config, cache_dir,
+            reporter, "training",
+        )
     if not items:
         raise CorpusError(f"none of the {len(utterances)} training files could be read")
-    counts = [len(s) for _, s in items]
-    n_segments = int(sum(counts))
-    data_np = np.concatenate([s for _, s in items]) if len(items) > 1 else items[0][1]
-    labels = torch.tensor(
-        np.repeat([class_index[u.label] for u, _ in items], counts), dtype=torch.long
-    )
-    data = torch.from_numpy(np.ascontiguousarray(data_np))
-    if torch_device.type == "cuda":
-        data = data.to(torch_device)
-        labels_dev = labels.to(torch_device)
-    else:
-        labels_dev = labels
     used = [u for u, _ in items]
+    utt_class = np.array([class_index[u.label] for u in used], dtype=np.int64)
+    utt_weight = _utterance_weights(used, utt_class, len(classes), train_config)
+    fixed = None
+    if not train_config.waveform_augmented:
+        counts = [len(s) for _, s in items]
+        data_np = np.concatenate([s for _, s in items]) if len(items) > 1 else items[0][1]
+        fixed = _EpochData(data_np, np.repeat(np.arange(len(items)), counts), utt_class, utt_weight,
+                           torch_device)
+
+    def epoch_data(epoch: int) -> _EpochData:
+        if fixed is not None:
+            return fixed
+        segments, owner = _epoch_segments(
+            [w for _, w in items], epoch, train_config, feature_config, segment_config
+        )
+        return _EpochData(segments, owner, utt_class, utt_weight, torch_device)
 
     # 2. model, optimiser, resume
     configs = {
@@ -609,7 +894,9 @@ def train(
         "train_config": config_dict(train_config),
         "scoring_config": config_dict(scoring_config),
     }
-    fingerprint = _fingerprint([configs, classes, [(u.path, u.label) for u in used]])
+    fingerprint = _fingerprint(
+        [configs, classes, [(u.path, u.label, u.family or u.corpus) for u in used]]
+    )
     torch.manual_seed(train_config.seed)
     model = CNN(model_config).to(torch_device, memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(
@@ -619,11 +906,6 @@ def train(
         nesterov=train_config.nesterov,
         weight_decay=train_config.weight_decay,
     )
-    weight = None
-    if train_config.class_balance:
-        freq = torch.bincount(labels, minlength=len(classes)).float().clamp(min=1)
-        weight = (freq.sum() / (len(classes) * freq)).to(torch_device)
-    criterion = nn.CrossEntropyLoss(weight=weight, label_smoothing=train_config.label_smoothing)
     history: list[dict[str, Any]] = []
     start_epoch = 1
     checkpoint_path = work / _CHECKPOINT_NAME
@@ -646,27 +928,32 @@ def train(
             )
 
     # 3. epochs
-    n_batches = (n_segments + train_config.batch_size - 1) // train_config.batch_size
     reporter.start_task("training", train_config.epochs)
     for _ in range(start_epoch - 1):
         reporter.advance()
+    n_segments = fixed.n if fixed is not None else 0
     for epoch in range(start_epoch, train_config.epochs + 1):
         lr = _lr_for_epoch(train_config, epoch)
         for group in optimizer.param_groups:
             group["lr"] = lr
         model.train()
+        t0 = time.perf_counter()
+        batches = epoch_data(epoch)
+        n_segments = batches.n
+        n_batches = (n_segments + train_config.batch_size - 1) // train_config.batch_size
         generator = torch.Generator().manual_seed(train_config.seed * 1_000_003 + epoch)
         order = torch.randperm(n_segments, generator=generator)
-        t0 = time.perf_counter()
+        batch_rng = np.random.default_rng([train_config.seed, epoch, 2])
         loss_sum = torch.zeros((), dtype=torch.float64, device=torch_device)
         correct = torch.zeros((), dtype=torch.long, device=torch_device)
         for b in range(n_batches):
             index = order[b * train_config.batch_size : (b + 1) * train_config.batch_size]
-            x = _batch(data, index, torch_device)
-            y = labels_dev.index_select(0, index.to(labels_dev.device))
+            x = _batch(batches.data, index, torch_device)
+            y = batches.labels.index_select(0, index.to(batches.labels.device))
+            x, loss_of = _augment_batch(x, y, batches.weights, index, train_config, batch_rng)
             with autocast(torch_device, precision):
                 logits = model(x)
-            loss = criterion(logits.float(), y)
+            loss = loss_of(logits.float())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -678,6 +965,7 @@ def train(
             "lr": lr,
             "loss": float(loss_sum) / n_segments,
             "accuracy": int(correct) / n_segments,
+            "segments": n_segments,
             "seconds": round(seconds, 3),
             "segments_per_s": round(n_segments / max(seconds, 1e-9), 2),
         }
@@ -701,6 +989,8 @@ def train(
         eta = seconds * (train_config.epochs - epoch)
         reporter.epoch(row, train_config.epochs, eta)
     reporter.stop_task()
+    if history:
+        n_segments = int(history[-1].get("segments", n_segments))
 
     # 4. export
     model.eval()

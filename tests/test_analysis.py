@@ -142,7 +142,9 @@ def test_scores_match_a_direct_computation(workdir, tiny_model):
         with torch.inference_mode():
             logits = loaded.module(torch.from_numpy(x).unsqueeze(1))
         expected = utterance_scores(logits, loaded.scoring_config)
-        np.testing.assert_allclose([row[c] for c in columns], expected, atol=1e-5)
+        # fp32 both ways; oneDNN may pick another convolution algorithm for the frozen,
+        # channels_last module (seen: 2e-5 apart on an AMX CPU)
+        np.testing.assert_allclose([row[c] for c in columns], expected, rtol=1e-4, atol=1e-4)
 
 
 def test_segment_scores_do_not_depend_on_batch_companions(workdir, tiny_model):

@@ -10,7 +10,13 @@ import pytest
 
 from ser_cli.corpora import read_corpus
 from ser_cli.errors import ConfigError
-from ser_cli.evaluation import confusion_matrix, evaluate, make_folds, metrics_from_confusion
+from ser_cli.evaluation import (
+    confusion_matrix,
+    corpus_metrics,
+    evaluate,
+    make_folds,
+    metrics_from_confusion,
+)
 from ser_cli.training import TrainConfig
 from conftest import tiny_model_config
 
@@ -104,3 +110,89 @@ def test_evaluate_writes_every_output_and_resumes(three_speakers, feature_cache,
 def test_only_folds_out_of_range(three_speakers, tmp_path):
     with pytest.raises(ConfigError, match="only_folds"):
         evaluate(three_speakers, tmp_path, folds=2, only_folds=[3], progress=False)
+
+
+def test_make_folds_per_corpus_family():
+    speakers = [f"emodb:{i:02d}" for i in (3, 8, 9, 10)] + [f"ravdess:{i:02d}" for i in range(1, 7)]
+    groups = make_folds(speakers, {"emodb": 4, "ravdess": 3})
+    assert groups == [
+        ["emodb:03", "ravdess:01", "ravdess:02"],
+        ["emodb:08", "ravdess:03", "ravdess:04"],
+        ["emodb:09", "ravdess:05", "ravdess:06"],
+        ["emodb:10"],
+    ]
+    # one family without prefixes: the mapping's only entry applies
+    assert make_folds(["a", "b", "c", "d"], {"ravdess": 2}) == [["a", "b"], ["c", "d"]]
+    with pytest.raises(ConfigError, match="no fold count for corpus family 'ravdess'"):
+        make_folds(speakers, {"emodb": 4})
+    with pytest.raises(ConfigError, match="folds=5"):
+        make_folds(speakers, {"emodb": 5, "ravdess": 3})
+
+
+def _prediction(family, speaker, label, scores, fold=1):
+    return {"family": family, "speaker": f"{family}:{speaker}", "corpus": family, "label": label,
+            "fold": fold, "scores": {"logits": scores, "probs": scores}}
+
+
+def test_corpus_metrics_score_each_corpus_over_its_own_classes():
+    classes = ["calm", "happy", "sad"]
+    predictions = [
+        # corpus a has no "calm": its argmax ignores that column
+        _prediction("a", "1", "happy", [9.0, 2.0, 1.0]),
+        _prediction("a", "1", "sad", [9.0, 1.0, 2.0]),
+        _prediction("a", "2", "sad", [0.0, 3.0, 1.0], fold=2),
+        _prediction("b", "1", "calm", [1.0, 2.0, 0.0]),
+        _prediction("b", "1", "calm", [3.0, 2.0, 0.0]),
+        _prediction("b", "2", "happy", [0.0, 5.0, 9.0]),  # no "sad" in b: happy wins
+    ]
+    m = corpus_metrics(predictions, classes, "logits")
+    assert m["a"]["classes"] == ["happy", "sad"] and m["a"]["folds"] == [1, 2]
+    assert m["a"]["confusion"] == [[1, 0], [1, 1]]
+    assert m["a"]["wa"] == pytest.approx(2 / 3) and m["a"]["ua"] == pytest.approx(0.75)
+    assert m["b"]["classes"] == ["calm", "happy"] and m["b"]["confusion"] == [[1, 1], [0, 1]]
+    assert m["a"]["by_average"]["probs"]["wa"] == pytest.approx(2 / 3)
+    assert corpus_metrics(predictions[:3], classes, "logits") == {}  # one corpus: nothing extra
+
+
+def test_evaluate_reports_each_corpus(synthetic_corpus, tmp_path, feature_cache):
+    """Two corpus families, per-family folds: metrics.json and metrics.csv carry each corpus."""
+    from conftest import write_pitch_corpus
+
+    other = write_pitch_corpus(tmp_path / "other", speakers={"t1": (600.0, 1100.0, 2500.0),
+                                                             "t2": (450.0, 1700.0, 2600.0)}, per_class=2)
+    utts = read_corpus([synthetic_corpus, other])
+    assert {u.speaker for u in utts} >= {"pitch:s1", "other:t1"}
+    out = tmp_path / "eval"
+    result = evaluate(
+        utts, out, folds={"pitch": 2, "other": 2}, only_folds=[1], model_config=tiny_model_config(head="gap"),
+        train_config=TrainConfig(epochs=1, batch_size=8), cache_dir=feature_cache, device="cpu",
+        precision="fp32", progress=False, command="test",
+    )
+    by_corpus = result.metrics["by_corpus"]
+    assert set(by_corpus) == {"pitch", "other"}
+    assert by_corpus["pitch"]["n"] == 12 and by_corpus["other"]["n"] == 4
+    assert by_corpus["pitch"]["n"] + by_corpus["other"]["n"] == result.n_utterances
+    assert result.metrics["folds_spec"] == {"pitch": 2, "other": 2}
+    assert "corpus other" in (out / "metrics.csv").read_text()
+    assert (out / "confusion_other.png").is_file()
+
+
+def test_cli_evaluate_folds_and_excluded_speakers(synthetic_corpus, feature_cache, tmp_path):
+    from click.testing import CliRunner
+
+    from ser_cli.cli import main
+
+    common = [str(synthetic_corpus), "--widths", "4,4,4,4", "--head", "gap", "--epochs", "1",
+              "--batch-size", "8", "--cache-dir", str(feature_cache), "--device", "cpu", "--quiet"]
+    runner = CliRunner()
+    bad = runner.invoke(main, ["evaluate", *common, "-o", str(tmp_path / "x"), "--folds", "pitch=1"])
+    assert bad.exit_code == 2 and "emodb=10,ravdess=6" in bad.output
+    typo = runner.invoke(main, ["evaluate", *common, "-o", str(tmp_path / "x"), "--exclude-speakers", "s9"])
+    assert typo.exit_code == 2 and "s9 not in the data" in typo.output
+    out = tmp_path / "eval"
+    ok = runner.invoke(main, ["evaluate", *common, "-o", str(out), "--exclude-speakers", "s4",
+                              "--folds", "pitch=3", "--only-folds", "2", "--recipe", "paper"])
+    assert ok.exit_code == 0, ok.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["fold_speakers"] == {"1": ["s1"], "2": ["s2"], "3": ["s3"]}  # s4 left out
+    assert metrics["configs"]["train_config"]["sampling"] == "segments"  # --recipe paper

@@ -121,9 +121,10 @@ def test_merge_refuses_other_settings_naming_dir_and_field(here, tmp_path):
                        r"is 20, shard-1 has 40; cannot merge"):
         merge(["shard-1", tampered, "shard-3"], tmp_path / "all")
     run = json.loads((tampered / reports.RUN_NAME).read_text())
-    run["settings"]["precision"] = "bf16"
+    other = "fp32" if run["settings"]["precision"] == "bf16" else "bf16"  # auto picks per CPU
+    run["settings"]["precision"] = other
     (tampered / reports.RUN_NAME).write_text(json.dumps(run))
-    with pytest.raises(ConfigError, match=r"tampered: settings\.precision is \"bf16\""):
+    with pytest.raises(ConfigError, match=rf"tampered: settings\.precision is \"{other}\""):
         merge(["shard-1", tampered, "shard-3"], tmp_path / "all")
 
 

@@ -16,6 +16,7 @@ from ser_cli.model import load_model
 from ser_cli.scoring import utterance_scores
 from ser_cli.training import TrainConfig, effective_milestones, extract_segments, predict_logits, train
 from conftest import tiny_model_config
+import signals
 
 
 @pytest.mark.parametrize(
@@ -28,6 +29,13 @@ from conftest import tiny_model_config
         ({"momentum": 1.0}, "momentum"),
         ({"label_smoothing": 1.0}, "label_smoothing"),
         ({"seed": -1}, "seed"),
+        ({"sampling": "frames"}, "sampling"),
+        ({"crops_per_utterance": 0}, "crops_per_utterance"),
+        ({"speed_factors": (0.9, 3.0)}, "speed_factors"),
+        ({"noise_snr_db": (30.0, 10.0)}, "noise_snr_db"),
+        ({"noise_prob": 1.5}, "noise_prob"),
+        ({"freq_masks": -1}, "freq_masks"),
+        ({"mixup_alpha": -0.1}, "mixup_alpha"),
     ],
 )
 def test_train_config_errors_name_the_field(kwargs, field):
@@ -120,13 +128,13 @@ def test_feature_cache_is_reused(synthetic_corpus, tmp_path, monkeypatch):
 
 
 def test_held_out_speaker_is_recognised(synthetic_corpus, feature_cache, tmp_path):
-    """Smoke recipe: a few epochs on 3 synthetic speakers, >= 90 % on the 4th."""
+    """Smoke recipe: 12 epochs on 3 synthetic speakers, >= 90 % on the 4th (8 were too few on an AMX CPU)."""
     utts = read_corpus(synthetic_corpus)
     train_utts = [u for u in utts if u.speaker != "s2"]
     test_utts = [u for u in utts if u.speaker == "s2"]
     result = train(
         train_utts, tmp_path / "m.pt", model_config=tiny_model_config(head="gap"),
-        train_config=TrainConfig(epochs=8, batch_size=4), cache_dir=feature_cache,
+        train_config=TrainConfig(epochs=12, batch_size=4), cache_dir=feature_cache,
         device="cpu", precision="fp32", progress=False, command="test",
     )
     loaded = load_model(result.model_path)
@@ -160,3 +168,94 @@ def test_cli_train_and_model_info(synthetic_corpus, feature_cache, tmp_path):
     bad = runner.invoke(main, ["train", str(synthetic_corpus), "-o", str(out), "--classes", "low,angry"])
     assert bad.exit_code == 1 and "angry not in the data" in bad.output
     assert "Example:" in runner.invoke(main, ["train", "--help"]).output
+
+
+def test_recipes():
+    paper, model_overrides = train_module.recipe_configs("paper")
+    assert paper == TrainConfig() and model_overrides == {}
+    assert not paper.waveform_augmented
+    ser, model_overrides = train_module.recipe_configs("ser", epochs=4, mixup_alpha=None)
+    assert ser.epochs == 4 and ser.waveform_augmented
+    assert ser.mixup_alpha == train_module.RECIPES["ser"]["train"]["mixup_alpha"]
+    assert model_overrides == {"pool_after": (1, 2, 3)}
+    with pytest.raises(ConfigError, match="recipe='fast'"):
+        train_module.recipe_configs("fast")
+
+
+def test_utterance_weights_balance_classes_and_corpora():
+    from ser_cli.corpora import Utterance
+
+    utts = [Utterance(f"{i}.wav", "s", "x", corpus, str(i), corpus)
+            for i, corpus in enumerate(["a", "a", "a", "b"])]
+    classes = np.array([0, 0, 1, 1])
+    assert train_module._utterance_weights(utts, classes, 2, TrainConfig()) is None
+    by_class = train_module._utterance_weights(utts, classes, 2, TrainConfig(class_balance=True))
+    np.testing.assert_allclose(by_class, [1, 1, 1, 1])  # two of each class
+    by_corpus = train_module._utterance_weights(utts, classes, 2, TrainConfig(corpus_balance=True))
+    # corpus a (3 utterances) and b (1) weigh the same in total; mean weight 1
+    np.testing.assert_allclose(by_corpus, [2 / 3, 2 / 3, 2 / 3, 2.0])
+
+
+def test_epoch_segments_are_fresh_each_epoch_and_reproducible():
+    from ser_cli.features import FeatureConfig
+    from ser_cli.segmentation import SegmentConfig
+
+    waves = [signals.vowel(120.0, duration_s=3.0, seed=1), signals.vowel(200.0, duration_s=1.0, seed=2)]
+    config = TrainConfig(sampling="crops", crops_per_utterance=3, speed_factors=(0.9, 1.1),
+                         noise_snr_db=(10.0, 20.0), noise_prob=1.0)
+    seg1, owner = train_module._epoch_segments(waves, 1, config, FeatureConfig(), SegmentConfig())
+    assert seg1.shape == (6, 400, 200) and seg1.dtype == np.float16
+    assert owner.tolist() == [0, 0, 0, 1, 1, 1]
+    assert float(seg1.min()) >= 0 and float(seg1.max()) <= 1  # D1 "max" then mu-law
+    again, _ = train_module._epoch_segments(waves, 1, config, FeatureConfig(), SegmentConfig())
+    np.testing.assert_array_equal(seg1, again)
+    seg2, _ = train_module._epoch_segments(waves, 2, config, FeatureConfig(), SegmentConfig())
+    assert not np.array_equal(seg1, seg2)
+    # segments sampling: every 2 s segment of the (unperturbed) utterance, as the paper cuts them
+    every, owner = train_module._epoch_segments(
+        waves, 1, TrainConfig(noise_snr_db=(30.0, 30.0), noise_prob=0.0), FeatureConfig(), SegmentConfig()
+    )
+    cached = [extract_segments_from(w) for w in waves]
+    assert owner.tolist() == [0] * len(cached[0]) + [1]
+    np.testing.assert_allclose(every.astype(np.float32), np.concatenate(cached), atol=1e-3)
+
+
+def extract_segments_from(samples):
+    from ser_cli import features
+    from ser_cli.segmentation import SegmentConfig, cut_segments
+
+    segments, _ = cut_segments(features.spectrogram(samples), 100, SegmentConfig())
+    return features.normalize(segments, "max")
+
+
+def test_augmented_training_resumes_exactly(synthetic_corpus, feature_cache, tmp_path, monkeypatch):
+    utts = [u for u in read_corpus(synthetic_corpus) if u.speaker in ("s1", "s3")][:6]
+    config = TrainConfig(epochs=3, batch_size=4, sampling="crops", crops_per_utterance=2,
+                         speed_factors=(0.9, 1.0, 1.1), noise_snr_db=(10.0, 30.0), freq_masks=1,
+                         time_masks=1, mixup_alpha=0.4, label_smoothing=0.1, class_balance=True,
+                         corpus_balance=True)
+
+    def run(name):
+        return train(utts, tmp_path / f"{name}.pt", model_config=tiny_model_config(), train_config=config,
+                     work_dir=tmp_path / name, cache_dir=feature_cache, device="cpu", precision="fp32",
+                     progress=False, command="test")
+
+    whole = run("whole")
+    assert whole.n_segments == 12 and [h["segments"] for h in whole.history] == [12, 12, 12]
+    real_save = train_module._atomic_torch_save
+
+    def save_then_die(obj, path):
+        real_save(obj, path)
+        if obj["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "_atomic_torch_save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        run("cut")
+    monkeypatch.setattr(train_module, "_atomic_torch_save", real_save)
+    resumed = run("cut")
+    a, b = _checkpoint_weights(tmp_path / "whole"), _checkpoint_weights(tmp_path / "cut")
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert [h["loss"] for h in resumed.history] == [h["loss"] for h in whole.history]
+    assert load_model(resumed.model_path).metadata["train_config"]["speed_factors"] == [0.9, 1.0, 1.1]

@@ -1,0 +1,78 @@
+"""Augmentation: speed perturbation moves frequencies, noise hits its SNR, masks and mixup."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ser_cli import features
+from ser_cli.augment import add_noise, mask_batch, mixup, pink_noise, speed_perturb
+from ser_cli.errors import ConfigError
+import signals
+
+
+@pytest.mark.parametrize("factor", [0.9, 1.1])
+def test_speed_perturb_scales_duration_and_frequency(factor):
+    x = signals.tone(1000.0, 2.0)
+    y = speed_perturb(x, factor)
+    assert y.dtype == np.float32
+    assert len(y) == pytest.approx(len(x) / factor, abs=1)
+    # 1 kHz peaks in bin 100 (10 Hz bins); played `factor` times faster it moves to 100 * factor
+    peak = int(np.argmax(features.spectrogram(y)[:, 50:-50].mean(axis=1)))
+    assert peak == round(100 * factor)
+
+
+def test_speed_perturb_identity_and_errors():
+    x = signals.noise(0.5)
+    assert speed_perturb(x, 1.0) is x
+    with pytest.raises(ConfigError, match="factor"):
+        speed_perturb(x, 0.0)
+
+
+def test_pink_noise_falls_3_db_per_octave():
+    x = pink_noise(1 << 16, np.random.default_rng(0)).astype(np.float64)
+    power = np.abs(np.fft.rfft(x)) ** 2
+    f = np.fft.rfftfreq(len(x), 1 / 16000)
+    band = lambda lo: power[(f >= lo) & (f < 2 * lo)].mean()  # noqa: E731
+    # 1/f: each octave has half the power density of the one below (-3 dB)
+    assert 10 * np.log10(band(250) / band(500)) == pytest.approx(3.0, abs=0.5)
+    assert 10 * np.log10(band(1000) / band(2000)) == pytest.approx(3.0, abs=0.5)
+
+
+@pytest.mark.parametrize("snr_db", [0.0, 10.0, 30.0])
+def test_add_noise_hits_the_snr(snr_db):
+    x = signals.vowel(120.0, duration_s=1.0)
+    y = add_noise(x, snr_db, np.random.default_rng(1))
+    measured = 10 * np.log10(np.mean(x.astype(np.float64) ** 2) / np.mean((y - x).astype(np.float64) ** 2))
+    assert measured == pytest.approx(snr_db, abs=0.01)
+    silent = np.zeros(100, np.float32)
+    assert add_noise(silent, 10.0, np.random.default_rng(0)) is silent
+
+
+def test_masks_fill_whole_bands_with_the_segment_minimum():
+    x = torch.rand(3, 1, 400, 200) + 0.5
+    x[1, 0, 7, 9] = 0.1  # segment 1's minimum
+    out = mask_batch(x.clone(), np.random.default_rng(0), freq_masks=1, freq_mask_bins=40,
+                     time_masks=1, time_mask_frames=30)
+    assert out.shape == x.shape
+    for i in range(3):
+        changed = out[i, 0] != x[i, 0]
+        assert torch.all(out[i, 0][changed] == x[i].min())
+        rows = changed.all(dim=1).sum().item()  # whole masked frequency rows
+        cols = changed.all(dim=0).sum().item()  # whole masked time columns
+        assert rows <= 40 and cols <= 30
+        # every changed cell lies in a fully masked row or column
+        full = changed.all(dim=1)[:, None] | changed.all(dim=0)[None, :]
+        assert torch.equal(changed & ~full, torch.zeros_like(changed))
+    unchanged = mask_batch(x.clone(), np.random.default_rng(0), freq_masks=0, freq_mask_bins=40,
+                           time_masks=0, time_mask_frames=30)
+    assert torch.equal(unchanged, x)
+
+
+def test_mixup_is_a_convex_pairing():
+    x = torch.arange(8, dtype=torch.float32).reshape(4, 2)
+    mixed, perm, lam = mixup(x, 0.2, np.random.default_rng(3))
+    assert 0.5 <= lam <= 1.0
+    assert sorted(perm.tolist()) == [0, 1, 2, 3]
+    torch.testing.assert_close(mixed, lam * x + (1 - lam) * x[perm])
