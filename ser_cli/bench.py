@@ -6,6 +6,7 @@ all of them in one process on the same signal, and returns a plain dict (``--jso
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import platform
@@ -432,6 +433,16 @@ def _naive_scores(path: str, module, classes_n: int, feature_config, segment_con
     return utterance_scores(logits, scoring_config)
 
 
+def _segment_labels(out_dir: Path) -> dict[tuple[str, int], str]:
+    """``(file, index) -> label`` of every segment in an analyze output's segments.jsonl."""
+    labels = {}
+    with open(out_dir / "segments.jsonl", encoding="utf-8") as handle:
+        for line in handle:
+            row = json.loads(line)
+            labels[(row["file"], int(row["index"]))] = row["label"]
+    return labels
+
+
 def _random_model(path: Path, model_config=None, feature_config=None) -> Path:
     """Export a randomly initialised CNN (default: the default architecture, 4 classes, seed 0)
     with ``feature_config`` (default: the default front-end) and default segment and scoring
@@ -512,7 +523,7 @@ def bench_analyze(
 
     from ser_cli.analysis import _Scorer, _versions, analyze, default_model_path
     from ser_cli.audio import info
-    from ser_cli.model import load_model
+    from ser_cli.model import cpu_has_native_bf16, load_model
     from ser_cli.reports import score_columns
 
     if not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds > 0):
@@ -536,15 +547,30 @@ def bench_analyze(
                     model = _random_model(tmp_path / "random.pt")
             loaded = load_model(model, "cpu")
 
-            # analyze, end to end (model loading and freezing included)
-            t0 = time.perf_counter()
-            result = analyze(files, tmp_path / "out", model=model, device="cpu",
-                             batch_size=batch_size, jobs=jobs, precision="fp32",
-                             progress=False)
-            analyze_s = time.perf_counter() - t0
-            if result.n_error:
-                bad = next(u for u in result.utterances if u["status"] == "error")
-                raise ConfigError(f"bench analyze: {result.n_error} files failed, e.g. {bad['error']}")
+            # analyze, end to end (model loading and freezing included): fp32 first (the
+            # reference for agreement), then bf16 where the CPU has it natively, then the shared
+            # trunk where the model allows it
+            variants = [("fp32", False)]
+            if cpu_has_native_bf16():
+                variants.append(("bf16", False))
+            if loaded.feature_config.normalization == "utterance":
+                variants += [(p, True) for p, _ in list(variants)]
+            runs = {}
+            for precision, shared in variants:
+                name = f"{precision}{' shared trunk' if shared else ''}"
+                out_dir = tmp_path / f"out-{precision}-{int(shared)}"
+                t0 = time.perf_counter()
+                result = analyze(files, out_dir, model=model, device="cpu",
+                                 batch_size=batch_size, jobs=jobs, precision=precision,
+                                 progress=False, shared_trunk=shared)
+                runs[name] = {"wall_s": time.perf_counter() - t0, "result": result,
+                              "segments": _segment_labels(out_dir)}
+                if result.n_error:
+                    bad = next(u for u in result.utterances if u["status"] == "error")
+                    raise ConfigError(f"bench analyze: {result.n_error} files failed, e.g. {bad['error']}")
+            reference = runs["fp32"]
+            result = reference["result"]
+            analyze_s = reference["wall_s"]
             n_segments = sum(u["n_segments"] for u in result.utterances)
             columns = score_columns(loaded.classes)
             fast = {u["file"]: np.array([u[c] for c in columns]) for u in result.utterances}
@@ -575,6 +601,18 @@ def bench_analyze(
     finally:
         torch.set_num_threads(old_threads)
     seg_per_audio_s = n_segments / audio_s
+    ref_utt = {u["file"]: u["label"] for u in result.utterances}
+    variant_rows = {}
+    for name, run in runs.items():
+        seg_same = sum(run["segments"].get(k) == v for k, v in reference["segments"].items())
+        utt_same = sum(u["label"] == ref_utt[u["file"]] for u in run["result"].utterances)
+        variant_rows[name] = {
+            "wall_s": round(run["wall_s"], 3),
+            "x_real_time": round(audio_s / run["wall_s"], 2),
+            "speedup_over_naive": round(naive_s / run["wall_s"], 2),
+            "segment_labels_agree_with_fp32": round(seg_same / len(reference["segments"]), 5),
+            "utterance_labels_agree_with_fp32": round(utt_same / len(ref_utt), 5),
+        }
     return {
         "source": source,
         "files": len(files),
@@ -591,6 +629,7 @@ def bench_analyze(
         "naive": {"wall_s": round(naive_s, 3), "x_real_time": round(audio_s / naive_s, 2),
                   "segments_per_s": round(n_segments / naive_s, 2)},
         "speedup": round(naive_s / analyze_s, 2),
+        "variants": variant_rows,
         "model_only": {"segments_per_s": round(model_seg_s, 2),
                        "x_real_time_cap": round(model_seg_s / seg_per_audio_s, 2)},
         "max_abs_diff": max_diff,
@@ -619,5 +658,14 @@ def format_bench_analyze(report: dict[str, Any]) -> str:
         f"at {report['segments_per_audio_s']:.2f} segments per audio second",
         f"agreement: max |delta p| = {report['max_abs_diff']:.2e}, "
         f"labels {report['labels_agree']}",
+        "",
+        f"{'analyze variant':<24} {'wall s':>8} {'x real time':>12} {'x naive':>8} "
+        f"{'segment labels = fp32':>22} {'utterance labels = fp32':>24}",
     ]
+    for name, v in report.get("variants", {}).items():
+        lines.append(
+            f"{name:<24} {v['wall_s']:>8.2f} {v['x_real_time']:>12.2f} {v['speedup_over_naive']:>8.2f} "
+            f"{100 * v['segment_labels_agree_with_fp32']:>21.2f}% "
+            f"{100 * v['utterance_labels_agree_with_fp32']:>23.2f}%"
+        )
     return "\n".join(lines)

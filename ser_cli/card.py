@@ -98,6 +98,51 @@ def _deviations(meta: Mapping[str, Any]) -> list[str]:
     return out
 
 
+def _recipe_text(tc: Mapping[str, Any], sc: Mapping[str, Any], training: Mapping[str, Any]) -> str:
+    """The training recipe of a model's metadata, in one paragraph."""
+    if tc.get("optimizer", "sgd") == "adamw":
+        optimiser = f"AdamW, decoupled weight decay {tc.get('weight_decay')}"
+    else:
+        optimiser = f"SGD (Nesterov momentum {tc.get('momentum')}), weight decay {tc.get('weight_decay')}"
+    if tc.get("lr_schedule", "step") == "onecycle":
+        schedule = (f"learning rate warmed up to {tc.get('lr')} over the first 10 % of the steps, "
+                    "then cosine to 0")
+    else:
+        schedule = f"learning rate {tc.get('lr')} divided by 10 after epochs {training.get('lr_milestones')}"
+    if tc.get("sampling", "segments") == "crops":
+        sampling = (f"each epoch {tc.get('crops_per_utterance')} random 2 s windows per utterance "
+                    f"({training.get('n_segments')} training segments per epoch)")
+    else:
+        sampling = (f"{training.get('n_segments')} training segments (2 s, every "
+                    f"{sc.get('train_hop_frames', 0) / 100:.1f} s)")
+    augment = []
+    if tc.get("speed_factors"):
+        augment.append(f"speed perturbation {', '.join(map(str, tc['speed_factors']))}")
+    if tc.get("noise_snr_db"):
+        lo, hi = tc["noise_snr_db"]
+        augment.append(f"pink noise at {lo:g}–{hi:g} dB SNR on {100 * tc.get('noise_prob', 0):.0f} % of utterances")
+    if tc.get("freq_masks") or tc.get("time_masks"):
+        augment.append(f"{tc.get('freq_masks')} frequency masks (≤ {tc.get('freq_mask_bins')} bins) and "
+                       f"{tc.get('time_masks')} time masks (≤ {tc.get('time_mask_frames')} frames) per segment")
+    if tc.get("mixup_alpha"):
+        augment.append(f"mixup α = {tc['mixup_alpha']}")
+    if tc.get("label_smoothing"):
+        augment.append(f"label smoothing {tc['label_smoothing']}")
+    if tc.get("class_balance"):
+        augment.append("class-balanced loss")
+    if tc.get("corpus_balance"):
+        augment.append("corpus-balanced loss")
+    text = (
+        f"{optimiser}, batch {tc.get('batch_size')}, {tc.get('epochs')} epochs, {schedule}, seed "
+        f"{tc.get('seed')}; {sampling}"
+        + (f"; {'; '.join(augment)}" if augment else "; no augmentation")
+        + f". Trained on {training.get('device')} in {training.get('precision')}. Final training loss "
+        f"{training.get('final_loss', float('nan')):.3f}, training accuracy "
+        f"{_pct(training.get('final_accuracy'))} %."
+    )
+    return text
+
+
 def _evaluation_section(title: str, m: Mapping[str, Any]) -> str:
     classes = list(m["classes"])
     folds_run = m.get("folds_run") or []
@@ -119,6 +164,12 @@ def _evaluation_section(title: str, m: Mapping[str, Any]) -> str:
     out += ["", "Confusion matrix (rows: true class, columns: predicted):", ""]
     out.append(_table(["true \\ predicted", *classes],
                       [[c, *row] for c, row in zip(classes, m["confusion"])]))
+    for family, cm in (m.get("by_corpus") or {}).items():
+        cclasses = list(cm["classes"])
+        out += ["", f"**{family}** alone ({len(cclasses)} classes, folds {', '.join(map(str, cm['folds']))}): "
+                    f"WA **{_pct(cm['wa'])} %**, UA **{_pct(cm['ua'])} %** over {cm['n']} utterances; "
+                    "recalls " + ", ".join(f"{c} {_pct(cm['recalls'].get(c))}" for c in cclasses) + ".", ""]
+        out.append(_table(["true \\ predicted", *cclasses], [[c, *row] for c, row in zip(cclasses, cm["confusion"])]))
     per_fold = m.get("per_fold") or []
     if per_fold:
         out += ["", _table(["fold", "test speakers", "utterances", "WA %", "UA %"],
@@ -189,15 +240,7 @@ def render_card(model_path: str | os.PathLike[str],
     if meta.get("skipped"):
         out += ["", f"Skipped (unreadable) files: {len(meta['skipped'])}."]
     out += ["", "## Recipe", ""]
-    out.append(
-        f"SGD (Nesterov momentum {tc.get('momentum')}), weight decay {tc.get('weight_decay')}, batch "
-        f"{tc.get('batch_size')}, {tc.get('epochs')} epochs, learning rate {tc.get('lr')} divided by 10 "
-        f"after epochs {training.get('lr_milestones')}, seed {tc.get('seed')}; "
-        f"{training.get('n_segments')} training segments (2 s, every "
-        f"{sc.get('train_hop_frames', 0) / 100:.1f} s); trained on {training.get('device')} in "
-        f"{training.get('precision')}. Final training loss {training.get('final_loss', float('nan')):.3f}, "
-        f"training accuracy {_pct(training.get('final_accuracy'))} %."
-    )
+    out.append(_recipe_text(tc, sc, training))
     deviations = _deviations(meta)
     if deviations:
         out += ["", "Departures from the paper-faithful defaults: " + "; ".join(deviations) + "."]

@@ -195,11 +195,17 @@ def training_options(func):
         click.option("--head", default="attention", show_default=True,
                      type=click.Choice(["attention", "gap", "bilinear"]), help="Class-score head."),
         click.option("--epochs", type=click.IntRange(min=1), default=None,
-                     help="Epochs (paper 50, ser 30)."),
+                     help="Epochs (paper 50, ser 12 with 2 crops per utterance each)."),
         click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Segments per step (64)."),
         click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
-                     help="Initial learning rate, 0.05 (divided by 10 at 40/60/80 %% of the epochs)."),
+                     help="Peak learning rate (paper 0.05, ser 0.002)."),
         click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True),
+        click.option("--optimizer", type=click.Choice(["sgd", "adamw"]), default=None,
+                     help="paper: SGD, Nesterov momentum 0.9; ser: AdamW."),
+        click.option("--lr-schedule", type=click.Choice(["step", "onecycle"]), default=None,
+                     help="paper: /10 at 40, 60, 80 %% of the epochs; ser: 10 %% warm-up then cosine."),
+        click.option("--weight-decay", type=click.FloatRange(min=0), default=None,
+                     help="paper 1e-4 (L2); ser 0.05 (decoupled, AdamW)."),
         click.option("--sampling", type=click.Choice(["segments", "crops"]), default=None,
                      help="Each epoch: every 2 s segment (paper) or --crops random 2 s windows per utterance (ser)."),
         click.option("--crops", "crops_per_utterance", type=click.IntRange(min=1), default=None,
@@ -271,7 +277,20 @@ def _training_setup(kw: dict) -> dict:
             )
         utterances = [u for u in utterances if u.speaker not in excluded]
     utterances, classes = select_classes(utterances, classes)
-    feature_config = FeatureConfig()
+    train_config, overrides = recipe_configs(
+        kw["recipe"],
+        **{name: kw[name] for name in ("epochs", "batch_size", "lr", "seed", "optimizer",
+                                       "lr_schedule", "weight_decay", "sampling",
+                                       "crops_per_utterance", "freq_masks", "time_masks",
+                                       "mixup_alpha", "label_smoothing", "class_balance",
+                                       "corpus_balance")},
+        speed_factors=_float_list(kw["speed_factors"], "--speed"),
+        noise_snr_db=_float_list(kw["noise_snr_db"], "--noise-snr"),
+    )
+    model_overrides = overrides["model"]
+    if kw["pool_after"] is not None:
+        model_overrides["pool_after"] = _int_list(kw["pool_after"], "--pool-after")
+    feature_config = FeatureConfig(**overrides["feature"])
     if kw["normalization"]:
         feature_config = dataclasses.replace(feature_config, normalization=kw["normalization"])
     segment_config = SegmentConfig()
@@ -279,17 +298,6 @@ def _training_setup(kw: dict) -> dict:
         segment_config = dataclasses.replace(segment_config, pad=kw["pad"])
     if kw["tail"]:
         segment_config = dataclasses.replace(segment_config, tail=kw["tail"])
-    train_config, model_overrides = recipe_configs(
-        kw["recipe"],
-        **{name: kw[name] for name in ("epochs", "batch_size", "lr", "seed", "sampling",
-                                       "crops_per_utterance", "freq_masks", "time_masks",
-                                       "mixup_alpha", "label_smoothing", "class_balance",
-                                       "corpus_balance")},
-        speed_factors=_float_list(kw["speed_factors"], "--speed"),
-        noise_snr_db=_float_list(kw["noise_snr_db"], "--noise-snr"),
-    )
-    if kw["pool_after"] is not None:
-        model_overrides["pool_after"] = _int_list(kw["pool_after"], "--pool-after")
     return {
         "utterances": utterances,
         "classes": classes,

@@ -171,13 +171,13 @@ def test_cli_train_and_model_info(synthetic_corpus, feature_cache, tmp_path):
 
 
 def test_recipes():
-    paper, model_overrides = train_module.recipe_configs("paper")
-    assert paper == TrainConfig() and model_overrides == {}
+    paper, overrides = train_module.recipe_configs("paper")
+    assert paper == TrainConfig() and overrides == {"model": {}, "feature": {}}
     assert not paper.waveform_augmented
-    ser, model_overrides = train_module.recipe_configs("ser", epochs=4, mixup_alpha=None)
+    ser, overrides = train_module.recipe_configs("ser", epochs=4, mixup_alpha=None)
     assert ser.epochs == 4 and ser.waveform_augmented
     assert ser.mixup_alpha == train_module.RECIPES["ser"]["train"]["mixup_alpha"]
-    assert model_overrides == {"pool_after": (1, 2, 3)}
+    assert overrides["model"] == {"pool_after": (1, 2, 3)}
     with pytest.raises(ConfigError, match="recipe='fast'"):
         train_module.recipe_configs("fast")
 
