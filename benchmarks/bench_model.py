@@ -99,6 +99,27 @@ def time_infer(config, device, precision, channels_last, batch, warmup, timed) -
     return batch * timed / elapsed
 
 
+def _train_in_process(args) -> float:
+    """One spawned process: ``threads`` torch threads, wait at the barrier, time training."""
+    config, precision, batch, warmup, timed, threads, barrier = args
+    torch.set_num_threads(threads)
+    barrier.wait()
+    return time_train(config, torch.device("cpu"), precision, True, batch, warmup, timed)
+
+
+def time_processes(config, precision, batch, warmup, timed, processes: int) -> tuple[float, list[float]]:
+    """Training segments/s of ``processes`` 1-thread processes running at once (their sum)."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Manager() as manager:
+        barrier = manager.Barrier(processes)
+        with ctx.Pool(processes) as pool:
+            rates = pool.map(_train_in_process,
+                             [(config, precision, batch, warmup, timed, 1, barrier)] * processes)
+    return sum(rates), rates
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=32, help="segments per step (default 32)")
@@ -107,6 +128,9 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--skip-bf16", action="store_true")
+    parser.add_argument("--processes", type=int, default=0,
+                        help="also time N 1-thread training processes at once against one "
+                        "process with all threads (pool_after=(1,2,3), channels_last)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -138,6 +162,16 @@ def main(argv=None) -> int:
                 rates[(name, precision, cl)] = (tr, inf)
                 print(f"{precision:>9} {'CL' if cl else 'NCHW':>6} {tr:12.2f} {inf:12.2f}", flush=True)
         print()
+    if args.processes > 1 and device.type == "cpu":
+        config = VARIANTS["pool_after=(1,2,3)"]
+        precision = "bf16" if cpu_has_native_bf16() and not args.skip_bf16 else "fp32"
+        one = rates[("pool_after=(1,2,3)", precision, True)][0]
+        total, each = time_processes(config, precision, args.batch, args.warmup, args.timed,
+                                     args.processes)
+        print(f"== parallel training, pool_after=(1,2,3), {precision}, channels_last: one process "
+              f"with {torch.get_num_threads()} threads {one:.2f} seg/s; {args.processes} processes "
+              f"with 1 thread each {total:.2f} seg/s in all ({', '.join(f'{r:.2f}' for r in each)}) "
+              f"= {total / one:.2f}x (ser-cli evaluate --jobs)\n")
     # EMO-DB 4 classes (neutral, happy, angry, sad): 339 utterances; the 2 s copies give one
     # training segment each; 10 folds each train on ~9/10 of them for 50 epochs and score ~34.
     passes = 339 * 0.9 * 50 * 10

@@ -367,11 +367,14 @@ def train(output: str, work_dir: str | None, **kw) -> None:
               "or per corpus: emodb=10,ravdess=6 (fold i holds out group i of each corpus).")
 @click.option("--only-folds", default=None,
               help="Comma-separated 1-based folds to run (a partial, screening result).")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Folds trained at once, one process each (--threads per fold, default "
+              "cores/JOBS); on 2 cores 2 jobs train about 1.6x faster than 1.")
 @click.option("--shared-trunk", is_flag=True,
               help="Score test utterances with one trunk pass per utterance (needs "
               "--normalization utterance); rescoring a finished evaluation reuses its models.")
 @_ser_errors
-def evaluate(output: str, folds, only_folds: str | None, shared_trunk: bool,
+def evaluate(output: str, folds, only_folds: str | None, jobs: int, shared_trunk: bool,
              **kw) -> None:
     """Leave-one-speaker-out evaluation: WA, UA, per-class recall, confusion.
 
@@ -395,6 +398,7 @@ def evaluate(output: str, folds, only_folds: str | None, shared_trunk: bool,
         only_folds=_int_list(only_folds, "--only-folds"),
         command=shlex.join(sys.argv),
         shared_trunk=shared_trunk,
+        jobs=jobs,
         **setup,
     )
     tag = " (partial: only some folds)" if result.partial else ""

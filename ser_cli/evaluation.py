@@ -266,13 +266,13 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def _run_fold(
+    *,
     index: int,
     test_speakers: list[str],
     train_utts: list[Utterance],
     test_utts: list[Utterance],
     fold_dir: Path,
     fingerprint: str,
-    *,
     classes: list[str],
     configs: dict[str, Any],
     cache_dir,
@@ -282,6 +282,7 @@ def _run_fold(
     progress: bool,
     command: str,
     shared_trunk: bool = False,
+    progress_prefix: str | None = None,
 ) -> dict[str, Any]:
     import torch
 
@@ -317,6 +318,7 @@ def _run_fold(
         precision=precision,
         threads=threads,
         progress=progress,
+        progress_prefix=progress_prefix,
         command=command,
         extra_metadata={"fold": {"index": index, "test_speakers": test_speakers}},
         **configs,
@@ -376,6 +378,22 @@ def _run_fold(
     return result
 
 
+def _run_parallel(tasks: dict[int, dict], jobs: int, threads: int | None, progress: bool) -> list[dict]:
+    """Run folds in ``jobs`` spawned processes; results in fold order."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    workers = min(jobs, len(tasks))
+    per_fold = threads or max(1, (os.cpu_count() or 1) // workers)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {
+            index: pool.submit(_run_fold, **{**task, "threads": per_fold,
+                                             "progress_prefix": f"fold {index}: " if progress else None})
+            for index, task in tasks.items()
+        }
+        return [futures[index].result() for index in tasks]
+
+
 def _shared_trunk_logits(path: str, loaded, device) -> np.ndarray:
     """Segment logits of one test file by shared-trunk scoring (fp32; ser_cli.trunk)."""
     from ser_cli import audio, features
@@ -414,6 +432,7 @@ def evaluate(
     progress: bool = True,
     command: str | None = None,
     shared_trunk: bool = False,
+    jobs: int = 1,
 ) -> EvalResult:
     """k-fold leave-one-speaker-out evaluation with pooled predictions.
 
@@ -440,6 +459,11 @@ def evaluate(
         Score the test utterances with a shared trunk (:mod:`ser_cli.trunk`, fp32) instead of
         segment by segment; needs ``feature_config.normalization == "utterance"``. Finished
         folds scored the other way are rescored; trained fold models are reused.
+    jobs : int
+        Folds trained at once, each in its own process with ``threads`` (default: cores //
+        jobs) torch threads; progress lines are then plain and prefixed by the fold. On a
+        2-core CPU two 1-thread folds train about 1.6x faster than one 2-thread fold (the
+        network's batch norm and pooling are memory-bound and scale poorly with threads).
 
     Returns
     -------
@@ -501,8 +525,10 @@ def evaluate(
     _write_atomic(out / "command.txt", command + "\n")
     configs_json = {name: config_dict(cfg) for name, cfg in configs.items()}
 
-    fold_results = []
+    if isinstance(jobs, bool) or not isinstance(jobs, (int, np.integer)) or jobs < 1:
+        raise ConfigError(f"jobs={jobs!r} must be an integer >= 1")
     started = time.time()
+    tasks = {}
     for index in wanted:
         test_speakers = groups[index - 1]
         test_set = set(test_speakers)
@@ -513,14 +539,16 @@ def evaluate(
              [(u.path, u.speaker, u.label) for u in test_utts]]
             + ([{"shared_trunk": True}] if shared_trunk else [])
         )
-        fold_results.append(
-            _run_fold(
-                index, test_speakers, train_utts, test_utts, out / "folds" / f"fold_{index:02d}",
-                fingerprint, classes=classes, configs=configs, cache_dir=cache_dir, device=device,
-                precision=precision, threads=threads, progress=progress, command=command,
-                shared_trunk=shared_trunk,
-            )
+        tasks[index] = dict(
+            index=index, test_speakers=test_speakers, train_utts=train_utts, test_utts=test_utts,
+            fold_dir=out / "folds" / f"fold_{index:02d}", fingerprint=fingerprint, classes=classes,
+            configs=configs, cache_dir=cache_dir, device=device, precision=precision,
+            threads=threads, progress=progress, command=command, shared_trunk=shared_trunk,
         )
+    if jobs > 1 and len(tasks) > 1:
+        fold_results = _run_parallel(tasks, jobs, threads, progress)
+    else:
+        fold_results = [_run_fold(**task) for task in tasks.values()]
 
     # pool
     predictions = []

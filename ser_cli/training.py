@@ -660,11 +660,16 @@ def _augment_batch(x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor | Non
 
 
 class _Reporter:
-    """Progress on stderr: a rich bar on a terminal, plain lines otherwise, nothing if off."""
+    """Progress on stderr: a rich bar on a terminal, plain lines otherwise, nothing if off.
 
-    def __init__(self, enabled: bool):
+    With a ``prefix`` (one of several processes sharing the terminal) lines are always plain and
+    start with it.
+    """
+
+    def __init__(self, enabled: bool, prefix: str | None = None):
         self.enabled = enabled
-        self.rich = enabled and sys.stderr.isatty()
+        self.prefix = prefix or ""
+        self.rich = enabled and prefix is None and sys.stderr.isatty()
         self._progress = None
         self._task = None
         self._label = ""
@@ -708,7 +713,8 @@ class _Reporter:
             self._progress.stop()
             self._task = None
         elif self.enabled and self._total and self._label.startswith("features"):
-            print(f"{self._label}: {self._count}/{self._total} files", file=sys.stderr, flush=True)
+            print(f"{self.prefix}{self._label}: {self._count}/{self._total} files", file=sys.stderr,
+                  flush=True)
 
     def message(self, text: str) -> None:
         if not self.enabled:
@@ -716,7 +722,7 @@ class _Reporter:
         if self._progress is not None:
             self._progress.console.print(text, markup=False, highlight=False)
         else:
-            print(text, file=sys.stderr, flush=True)
+            print(f"{self.prefix}{text}", file=sys.stderr, flush=True)
 
     def epoch(self, row: dict[str, Any], epochs: int, eta_s: float) -> None:
         info = (
@@ -728,7 +734,8 @@ class _Reporter:
             self._progress.update(self._task, advance=1, info=info)
         elif self.enabled:
             print(
-                f"epoch {row['epoch']}/{epochs} {info} ({row['seconds']:.1f} s, ETA {eta_s:.0f} s)",
+                f"{self.prefix}epoch {row['epoch']}/{epochs} {info} ({row['seconds']:.1f} s, "
+                f"ETA {eta_s:.0f} s)",
                 file=sys.stderr,
                 flush=True,
             )
@@ -804,6 +811,7 @@ def train(
     precision: str = "auto",
     threads: int | None = None,
     progress: bool = True,
+    progress_prefix: str | None = None,
     command: str | None = None,
     extra_metadata: dict[str, Any] | None = None,
 ) -> TrainResult:
@@ -832,6 +840,8 @@ def train(
         ``torch.set_num_threads`` for the run (default: torch's, one per core).
     progress : bool
         Progress on stderr.
+    progress_prefix : str, optional
+        Plain progress lines starting with this (parallel folds of :func:`ser_cli.evaluate`).
     command : str, optional
         Command line recorded in the metadata (default: ``sys.argv``).
     extra_metadata : dict, optional
@@ -882,7 +892,7 @@ def train(
     out_path = Path(out_path)
     work = Path(work_dir) if work_dir is not None else out_path.with_name(out_path.name + ".work")
     work.mkdir(parents=True, exist_ok=True)
-    reporter = _Reporter(progress)
+    reporter = _Reporter(progress, progress_prefix)
     if command is None:
         command = shlex.join(sys.argv)
 

@@ -196,3 +196,16 @@ def test_cli_evaluate_folds_and_excluded_speakers(synthetic_corpus, feature_cach
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["fold_speakers"] == {"1": ["s1"], "2": ["s2"], "3": ["s3"]}  # s4 left out
     assert metrics["configs"]["train_config"]["sampling"] == "segments"  # --recipe paper
+
+
+def test_parallel_folds_equal_sequential_folds(three_speakers, feature_cache, tmp_path):
+    serial = _evaluate(three_speakers, tmp_path / "serial", feature_cache, threads=1)
+    parallel = _evaluate(three_speakers, tmp_path / "parallel", feature_cache, threads=1, jobs=2)
+    assert parallel.confusion == serial.confusion and parallel.folds_run == [1, 2]
+    for index in (1, 2):
+        a, b = (json.loads((tmp_path / name / "folds" / f"fold_{index:02d}" / "result.json").read_text())
+                for name in ("serial", "parallel"))
+        for row_a, row_b in zip(a["utterances"], b["utterances"]):
+            np.testing.assert_allclose(row_a["segment_logits"], row_b["segment_logits"], atol=1e-5)
+    with pytest.raises(ConfigError, match="jobs=0"):
+        _evaluate(three_speakers, tmp_path / "bad", feature_cache, jobs=0)
