@@ -131,12 +131,23 @@ def bench_features_command(seconds: float, threads: int, as_json: bool) -> None:
 
 
 def _int_list(text: str | None, name: str) -> tuple[int, ...] | None:
+    """``"1,2,3"`` -> (1, 2, 3); ``"none"`` -> (); None -> None."""
     if text is None:
         return None
+    if text.strip().lower() in ("none", "off", ""):
+        return ()
     try:
         return tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError as exc:
         raise click.BadParameter(f"{text!r} is not a comma-separated list of integers", param_hint=name) from exc
+
+
+def _shape_list(text: str) -> tuple[tuple[int, int], ...]:
+    """``"10x2,2x8"`` -> ((10, 2), (2, 8))."""
+    try:
+        return tuple(tuple(int(v) for v in item.lower().split("x", 1)) for item in text.split(",") if item.strip())
+    except ValueError as exc:
+        raise click.BadParameter(f"{text!r} is not a list like 10x2,2x8", param_hint="--conv1") from exc
 
 
 def _float_list(text: str | None, name: str) -> tuple[float, ...] | None:
@@ -234,7 +245,12 @@ def training_options(func):
         click.option("--pool-after", default=None,
                      help="D2: conv indices (1-5) followed by a 2x2 max-pool (paper 2,3; ser 1,2,3, ~3x faster)."),
         click.option("--widths", default="32,48,64,80", show_default=True,
-                     help="D2: channels of Conv2-Conv5."),
+                     help="D2: channels of Conv2-Conv5 ('none': Conv1 alone, as in the paper's "
+                     "filter-shape study)."),
+        click.option("--conv1", "conv1_shapes", default="10x2,2x8", show_default=True,
+                     metavar="HxW,...", help="Conv1 groups' kernels, frequency x time."),
+        click.option("--conv1-channels", default="8,8", show_default=True,
+                     help="Filters per Conv1 group."),
         click.option("--attention-reduce", type=click.Choice(["sum", "mean"]), default="sum",
                      show_default=True, help="D3: sum or mean over positions in attention pooling."),
         click.option("--average", type=click.Choice(["logits", "probs"]), default="logits",
@@ -307,6 +323,8 @@ def _training_setup(kw: dict) -> dict:
             n_classes=len(classes),
             head=kw["head"],
             widths=_int_list(kw["widths"], "--widths"),
+            conv1_shapes=_shape_list(kw["conv1_shapes"]),
+            conv1_channels=_int_list(kw["conv1_channels"], "--conv1-channels"),
             attention_reduce=kw["attention_reduce"],
             **model_overrides,
         ),

@@ -79,8 +79,10 @@ class ModelConfig:
     head : {"attention", "gap", "bilinear"}
         Class-score function on the Conv5 map: attention pooling (the paper's method), global
         average pooling + linear, or bilinear pooling (``XᵀX``, signed sqrt, l2) + linear.
-    widths : tuple of 4 int
-        Output channels of Conv2 … Conv5 (D2 default 32, 48, 64, 80).
+    widths : tuple of 4 int, or ()
+        Output channels of Conv2 … Conv5 (D2 default 32, 48, 64, 80). ``()`` leaves Conv1
+        alone before the head: the network of the paper's filter-shape study (Fig. 2, with one
+        Conv1 group of 16 filters and ``head="gap"``).
     pool_after : tuple of int
         Indices 1 … 5 of the convolutions followed by a 2 × 2 max-pool (D2 default (2, 3):
         400 × 200 input → 99 × 49 trunk map; (1, 2, 3) is about 3× faster, 49 × 24).
@@ -126,12 +128,17 @@ class ModelConfig:
             raise ConfigError(f"n_classes={self.n_classes!r} must be an int >= 2")
         if self.head not in _HEADS:
             raise ConfigError(f"head={self.head!r} is not one of {', '.join(_HEADS)}")
-        if len(self.widths) != 4 or min(self.widths) < 1:
-            raise ConfigError(f"widths={self.widths!r} must be 4 positive channel counts (Conv2-Conv5)")
+        if len(self.widths) not in (0, 4) or min(self.widths, default=1) < 1:
+            raise ConfigError(
+                f"widths={self.widths!r} must be 4 positive channel counts (Conv2-Conv5), or () "
+                "for Conv1 alone"
+            )
         if len(set(self.pool_after)) != len(self.pool_after) or any(
-            not 1 <= i <= 5 for i in self.pool_after
+            not 1 <= i <= 1 + len(self.widths) for i in self.pool_after
         ):
-            raise ConfigError(f"pool_after={self.pool_after!r} must be distinct conv indices in 1..5")
+            raise ConfigError(
+                f"pool_after={self.pool_after!r} must be distinct conv indices in 1..{1 + len(self.widths)}"
+            )
         if not shapes or any(h < 1 or w < 1 for h, w in shapes):
             raise ConfigError(f"conv1_shapes={self.conv1_shapes!r} must be positive (height, width) pairs")
         if len(self.conv1_channels) != len(shapes) or min(self.conv1_channels) < 1:
@@ -144,8 +151,8 @@ class ModelConfig:
 
     @property
     def trunk_channels(self) -> int:
-        """C, the channel count of the trunk's output (Conv5 width)."""
-        return self.widths[-1]
+        """C, the channel count of the trunk's output (Conv5 width; Conv1's without Conv2-5)."""
+        return self.widths[-1] if self.widths else sum(self.conv1_channels)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:

@@ -251,3 +251,18 @@ def test_cuda_matches_cpu(head, tmp_path):
             bf16 = loaded.module(x.cuda()).float().cpu()
         torch.testing.assert_close(bf16, expected, rtol=0.1, atol=0.1)
     assert resolve_precision("auto", torch.device("cuda")) in ("bf16", "fp32")
+
+
+def test_conv1_alone_is_the_filter_shape_study_network():
+    """Fig. 2's network: one Conv1 group of 16 filters, GAP, linear 16 -> K."""
+    config = ModelConfig(n_classes=4, widths=(), conv1_shapes=((2, 80),), conv1_channels=(16,),
+                         head="gap", pool_after=())
+    net = CNN(config).eval()
+    assert config.trunk_channels == 16
+    # conv weights 16*2*80, BN 2*16, linear 16*4 + 4
+    assert sum(p.numel() for p in net.parameters()) == 16 * 2 * 80 + 2 * 16 + 16 * 4 + 4
+    assert net(torch.zeros(3, 1, 400, 200)).shape == (3, 4)
+    with pytest.raises(ConfigError, match="pool_after"):
+        ModelConfig(widths=(), pool_after=(2,))
+    with pytest.raises(ConfigError, match="widths"):
+        ModelConfig(widths=(8, 8))
