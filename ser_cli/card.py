@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 from ser_cli.errors import ConfigError
 
-__all__ = ["render_card", "read_evaluation"]
+__all__ = ["render_card", "render_evaluation", "read_evaluation"]
 
 _LIMITATIONS = """\
 - Trained and evaluated on **acted** emotional speech read by professional or semi-professional
@@ -143,7 +143,22 @@ def _recipe_text(tc: Mapping[str, Any], sc: Mapping[str, Any], training: Mapping
     return text
 
 
-def _evaluation_section(title: str, m: Mapping[str, Any]) -> str:
+def render_evaluation(title: str, m: Mapping[str, Any]) -> str:
+    """One ``ser-cli evaluate`` result as a Markdown section (cards and docs/results.md).
+
+    Parameters
+    ----------
+    title : str
+        Section heading (level 3).
+    m : mapping
+        The evaluation's ``metrics.json`` (:func:`read_evaluation`).
+
+    Returns
+    -------
+    str
+        WA/UA (both D4 averages), per-class recall, confusion matrix, each corpus of a joint
+        evaluation on its own, per-fold table, command; partial runs labelled.
+    """
     classes = list(m["classes"])
     folds_run = m.get("folds_run") or []
     scope = f"{len(folds_run)} of {m.get('n_folds')} folds" if m.get("partial") else f"all {m.get('n_folds')} folds"
@@ -257,7 +272,7 @@ def render_card(model_path: str | os.PathLike[str],
     out += ["", "## Evaluation", ""]
     if evaluations:
         for title, metrics in evaluations.items():
-            out += [_evaluation_section(title, metrics), ""]
+            out += [render_evaluation(title, metrics), ""]
     else:
         out += ["No evaluation attached yet: run `ser-cli evaluate` with the same sources and options "
                 "and render this card with `ser-cli model-card MODEL --evaluation TITLE=DIR`.", ""]

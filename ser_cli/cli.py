@@ -166,6 +166,8 @@ def _folds_option(ctx, param, value):
     """``--folds``: ``K`` or ``family=K,family=K``."""
     if value is None:
         return None
+    if value.strip().lower() == "corpus":
+        return "corpus"
     try:
         if "=" not in value:
             k = int(value)
@@ -181,7 +183,7 @@ def _folds_option(ctx, param, value):
         return folds
     except ValueError:
         raise click.BadParameter(
-            f"{value!r} is not a fold count >= 2 or a list like emodb=10,ravdess=6"
+            f"{value!r} is not a fold count >= 2, a list like emodb=10,ravdess=6, or 'corpus'"
         ) from None
 
 
@@ -380,9 +382,10 @@ def train(output: str, work_dir: str | None, **kw) -> None:
 @training_options
 @click.option("-o", "--output", "output", required=True, type=click.Path(file_okay=False),
               help="Folder for predictions.csv, metrics.json, metrics.csv, confusion.png.")
-@click.option("--folds", default=None, callback=_folds_option, metavar="K|FAMILY=K,...",
+@click.option("--folds", default=None, callback=_folds_option, metavar="K|FAMILY=K,...|corpus",
               help="Group the sorted speakers into K contiguous folds (default: one per speaker), "
-              "or per corpus: emodb=10,ravdess=6 (fold i holds out group i of each corpus).")
+              "or per corpus: emodb=10,ravdess=6 (fold i holds out group i of each corpus), or "
+              "'corpus': cross-corpus, one fold per corpus (train on the others).")
 @click.option("--only-folds", default=None,
               help="Comma-separated 1-based folds to run (a partial, screening result).")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,

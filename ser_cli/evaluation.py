@@ -98,7 +98,7 @@ def _family_of_speaker(speaker: str) -> str:
     return speaker.split(":", 1)[0] if ":" in speaker else ""
 
 
-def make_folds(speakers: Sequence[str], folds: int | Mapping[str, int] | None = None) -> list[list[str]]:
+def make_folds(speakers: Sequence[str], folds: int | str | Mapping[str, int] | None = None) -> list[list[str]]:
     """Split speakers into contiguous groups of their sorted order.
 
     Parameters
@@ -106,8 +106,10 @@ def make_folds(speakers: Sequence[str], folds: int | Mapping[str, int] | None = 
     speakers : sequence of str
         Speaker ids (duplicates are ignored). When corpora mix they carry their corpus family,
         ``"emodb:03"`` (see :mod:`ser_cli.corpora`).
-    folds : int or mapping, optional
-        Number of folds, 2 <= folds <= number of speakers; default one fold per speaker. A
+    folds : int, "corpus" or mapping, optional
+        Number of folds, 2 <= folds <= number of speakers; default one fold per speaker.
+        ``"corpus"``: one fold per corpus family, i.e. cross-corpus evaluation (train on the
+        other corpora, test on this one). A
         mapping ``{family: k}`` splits each corpus family's speakers into its own k groups and
         fold i holds out group i of every family that has one: ``{"emodb": 10, "ravdess": 6}``
         gives 10 folds, each with one EMO-DB speaker, the first six also with four RAVDESS
@@ -131,8 +133,18 @@ def make_folds(speakers: Sequence[str], folds: int | Mapping[str, int] | None = 
     >>> spk = [f"a:{i}" for i in range(3)] + [f"b:{i}" for i in range(4)]
     >>> make_folds(spk, {"a": 3, "b": 2})
     [['a:0', 'b:0', 'b:1'], ['a:1', 'b:2', 'b:3'], ['a:2']]
+    >>> make_folds(spk, "corpus")
+    [['a:0', 'a:1', 'a:2'], ['b:0', 'b:1', 'b:2', 'b:3']]
     """
     ordered = sorted(set(speakers))
+    if folds == "corpus":
+        families = sorted({_family_of_speaker(s) for s in ordered})
+        if len(families) < 2 or "" in families:
+            raise ConfigError(
+                "folds='corpus' (cross-corpus) needs at least two corpus families "
+                f"(speaker ids like 'emodb:03'), found {', '.join(repr(f) for f in families)}"
+            )
+        return [[s for s in ordered if _family_of_speaker(s) == f] for f in families]
     if isinstance(folds, Mapping):
         by_family: dict[str, list[str]] = {}
         for speaker in ordered:
@@ -418,7 +430,7 @@ def evaluate(
     out_dir: str | os.PathLike,
     *,
     classes: Sequence[str] | None = None,
-    folds: int | Mapping[str, int] | None = None,
+    folds: int | str | Mapping[str, int] | None = None,
     only_folds: Sequence[int] | None = None,
     feature_config=None,
     segment_config=None,
@@ -445,9 +457,10 @@ def evaluate(
         (when matplotlib is importable), ``command.txt`` and ``folds/fold_NN/``.
     classes : sequence of str, optional
         Class order; default the sorted labels.
-    folds : int or mapping, optional
-        Number of contiguous speaker groups (default: one fold per speaker), or per corpus
-        family ``{"emodb": 10, "ravdess": 6}`` (:func:`make_folds`).
+    folds : int, "corpus" or mapping, optional
+        Number of contiguous speaker groups (default: one fold per speaker), per corpus
+        family ``{"emodb": 10, "ravdess": 6}``, or ``"corpus"`` for cross-corpus folds
+        (:func:`make_folds`).
     only_folds : sequence of int, optional
         1-based folds to run; the result is marked partial.
     feature_config, segment_config, model_config, train_config, scoring_config

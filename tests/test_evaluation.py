@@ -127,6 +127,10 @@ def test_make_folds_per_corpus_family():
         make_folds(speakers, {"emodb": 4})
     with pytest.raises(ConfigError, match="folds=5"):
         make_folds(speakers, {"emodb": 5, "ravdess": 3})
+    cross = make_folds(speakers, "corpus")
+    assert cross == [speakers[:4], speakers[4:]]
+    with pytest.raises(ConfigError, match="cross-corpus"):
+        make_folds(["a", "b"], "corpus")
 
 
 def _prediction(family, speaker, label, scores, fold=1):
