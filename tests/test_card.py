@@ -59,3 +59,29 @@ def test_cli_writes_card_and_attaches_metrics(tmp_path, tiny_model):
     assert read_metadata(model)["metrics"]["LOSO"]["ua"] == 0.7
     bad = CliRunner().invoke(main, ["model-card", str(model), "--evaluation", "no-equals-sign"])
     assert bad.exit_code == 2 and "TITLE=DIR" in bad.output
+
+
+def test_card_describes_the_recipe_and_each_corpus(tiny_model, tmp_path):
+    from ser_cli.card import _recipe_text
+
+    paper = _recipe_text({"optimizer": "sgd", "momentum": 0.9, "weight_decay": 1e-4, "lr": 0.05,
+                          "batch_size": 64, "epochs": 50, "seed": 0}, {"train_hop_frames": 100},
+                         {"lr_milestones": [21, 31, 41], "n_segments": 300})
+    assert "SGD (Nesterov momentum 0.9)" in paper and "after epochs [21, 31, 41]" in paper
+    assert "every 1.0 s" in paper and "no augmentation" in paper
+    ser = _recipe_text({"optimizer": "adamw", "weight_decay": 0.05, "lr": 0.002, "lr_schedule": "onecycle",
+                        "sampling": "crops", "crops_per_utterance": 2, "speed_factors": [0.9, 1.0, 1.1],
+                        "noise_snr_db": [10, 30], "noise_prob": 0.5, "freq_masks": 2, "freq_mask_bins": 40,
+                        "time_masks": 2, "time_mask_frames": 30, "mixup_alpha": 0.2,
+                        "corpus_balance": True, "batch_size": 64, "epochs": 12, "seed": 0},
+                       {}, {"n_segments": 2022})
+    for text in ("AdamW, decoupled weight decay 0.05", "warmed up to 0.002", "2 random 2 s windows",
+                 "speed perturbation 0.9, 1.0, 1.1", "pink noise at 10–30 dB SNR on 50 %",
+                 "mixup α = 0.2", "corpus-balanced loss"):
+        assert text in ser, text
+    joint = _metrics(partial=False)
+    joint["by_corpus"] = {"emodb": {"classes": ["high", "low"], "folds": [1, 2], "n": 8, "wa": 0.5,
+                                    "ua": 0.5, "recalls": {"high": 0.5, "low": 0.5},
+                                    "confusion": [[2, 2], [2, 2]]}}
+    card = render_card(tiny_model, {"Joint": joint})
+    assert "**emodb** alone (2 classes, folds 1, 2): WA **50.0 %**" in card
