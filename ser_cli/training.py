@@ -481,54 +481,34 @@ def extract_segments(
 
 
 def _gather(
-    utterances: Sequence[Utterance],
-    hop_frames: int,
-    feature_config,
-    segment_config,
-    cache_dir,
-    reporter: "_Reporter",
-    what: str,
+    utterances: Sequence[Utterance], read, reporter: "_Reporter", label: str
 ) -> tuple[list[tuple[Utterance, np.ndarray]], list[dict[str, str]]]:
-    """Segments of every utterance; bad files go to the skipped list."""
+    """``read(path)`` of every utterance; a file it rejects (SerError) goes to the skipped list."""
     done: list[tuple[Utterance, np.ndarray]] = []
     skipped: list[dict[str, str]] = []
-    reporter.start_task(f"features ({what})", len(utterances))
+    reporter.start_task(label, len(utterances))
     for utt in utterances:
         try:
-            segments = extract_segments(utt.path, hop_frames, feature_config, segment_config, cache_dir)
+            array = read(utt.path)
         except SerError as exc:
             skipped.append({"path": utt.path, "reason": str(exc)})
             reporter.message(f"skipped {exc}")
         else:
-            done.append((utt, segments))
+            done.append((utt, array))
         reporter.advance()
     reporter.stop_task()
     return done, skipped
 
 
-def _gather_waveforms(
-    utterances: Sequence[Utterance], reporter: "_Reporter"
-) -> tuple[list[tuple[Utterance, np.ndarray]], list[dict[str, str]]]:
-    """Decoded 16 kHz waveforms of every utterance (augmented training); bad files skipped."""
+def _load_waveform(path: str) -> np.ndarray:
+    """The decoded 16 kHz waveform of one file (augmented training)."""
     from ser_cli import audio
 
     audio_config = _audio_config()
-    done: list[tuple[Utterance, np.ndarray]] = []
-    skipped: list[dict[str, str]] = []
-    reporter.start_task("features (decoding for augmentation)", len(utterances))
-    for utt in utterances:
-        try:
-            samples = audio.load(utt.path, audio_config.sample_rate, quality=audio_config.resample_quality)
-            if len(samples) < 640:
-                raise SerError(f"{utt.path}: too short for one frame ({len(samples)} samples, need at least 640)")
-        except SerError as exc:
-            skipped.append({"path": utt.path, "reason": str(exc)})
-            reporter.message(f"skipped {exc}")
-        else:
-            done.append((utt, samples))
-        reporter.advance()
-    reporter.stop_task()
-    return done, skipped
+    samples = audio.load(path, audio_config.sample_rate, quality=audio_config.resample_quality)
+    if len(samples) < 640:
+        raise SerError(f"{path}: too short for one frame ({len(samples)} samples, need at least 640)")
+    return samples
 
 
 def _epoch_segments(
@@ -898,11 +878,12 @@ def train(
 
     # 1. features: cached segments (the paper's recipe), or waveforms re-segmented every epoch
     if train_config.waveform_augmented:
-        items, skipped = _gather_waveforms(utterances, reporter)
+        items, skipped = _gather(utterances, _load_waveform, reporter, "features (decoding for augmentation)")
     else:
+        hop = segment_config.train_hop_frames
         items, skipped = _gather(
-            utterances, segment_config.train_hop_frames, feature_config, segment_config, cache_dir,
-            reporter, "training",
+            utterances, lambda path: extract_segments(path, hop, feature_config, segment_config, cache_dir),
+            reporter, "features (training)",
         )
     if not items:
         raise CorpusError(f"none of the {len(utterances)} training files could be read")

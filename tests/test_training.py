@@ -63,21 +63,25 @@ def _checkpoint_weights(work):
     return torch.load(work / "checkpoint.pt", weights_only=True)["model"]
 
 
-def test_resume_equals_uninterrupted(synthetic_corpus, feature_cache, tmp_path, monkeypatch):
-    utts = [u for u in read_corpus(synthetic_corpus) if u.speaker == "s1"][:4]
-    whole = _run(utts, tmp_path / "whole.pt", tmp_path / "whole", feature_cache)
-
+def _interrupted(monkeypatch, after_epoch: int, run) -> None:
+    """Call ``run()`` with a Ctrl-C right after the checkpoint of ``after_epoch`` is written."""
     real_save = train_module._atomic_torch_save
 
     def save_then_die(obj, path):
         real_save(obj, path)
-        if obj["epoch"] == 2:
+        if obj["epoch"] == after_epoch:
             raise KeyboardInterrupt
 
     monkeypatch.setattr(train_module, "_atomic_torch_save", save_then_die)
     with pytest.raises(KeyboardInterrupt):
-        _run(utts, tmp_path / "cut.pt", tmp_path / "cut", feature_cache)
+        run()
     monkeypatch.setattr(train_module, "_atomic_torch_save", real_save)
+
+
+def test_resume_equals_uninterrupted(synthetic_corpus, feature_cache, tmp_path, monkeypatch):
+    utts = [u for u in read_corpus(synthetic_corpus) if u.speaker == "s1"][:4]
+    whole = _run(utts, tmp_path / "whole.pt", tmp_path / "whole", feature_cache)
+    _interrupted(monkeypatch, 2, lambda: _run(utts, tmp_path / "cut.pt", tmp_path / "cut", feature_cache))
     assert not (tmp_path / "cut.pt").exists()
     resumed = _run(utts, tmp_path / "cut.pt", tmp_path / "cut", feature_cache)
 
@@ -242,17 +246,7 @@ def test_augmented_training_resumes_exactly(synthetic_corpus, feature_cache, tmp
 
     whole = run("whole")
     assert whole.n_segments == 12 and [h["segments"] for h in whole.history] == [12, 12, 12]
-    real_save = train_module._atomic_torch_save
-
-    def save_then_die(obj, path):
-        real_save(obj, path)
-        if obj["epoch"] == 1:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(train_module, "_atomic_torch_save", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        run("cut")
-    monkeypatch.setattr(train_module, "_atomic_torch_save", real_save)
+    _interrupted(monkeypatch, 1, lambda: run("cut"))
     resumed = run("cut")
     a, b = _checkpoint_weights(tmp_path / "whole"), _checkpoint_weights(tmp_path / "cut")
     for key in a:
