@@ -445,16 +445,42 @@ def autocast(device: torch.device, precision: str):
 # Model files
 
 
+def script_model(model: nn.Module) -> torch.jit.ScriptModule:
+    """A TorchScript copy of ``model`` on the CPU, fp32, contiguous memory format, eval mode.
+
+    :func:`ser_cli.training.train` scripts its network before the first epoch: a model that
+    cannot be exported fails at once instead of after hours of training, and the export at the
+    end only copies the trained weights into this module, so it no longer depends on the source
+    files (``torch.jit.script`` reads them from disk: an upgrade or edit of ser-cli during a long
+    run used to make the final export fail).
+
+    Raises
+    ------
+    ModelFileError
+        TorchScript compilation failed (the compiler's reason).
+    """
+    import copy
+
+    eager = copy.deepcopy(model).to("cpu", dtype=torch.float32)
+    eager = eager.to(memory_format=torch.contiguous_format).eval()
+    with _quiet_jit():
+        try:
+            return torch.jit.script(eager)
+        except Exception as exc:  # noqa: BLE001 - the compiler raises many kinds
+            # No fallback to tracing: a trace freezes shapes and drops the exported methods.
+            raise ModelFileError(f"{type(model).__name__}: TorchScript compilation failed ({exc})") from exc
+
+
 def export_model(model: nn.Module, path: str | os.PathLike, metadata: dict[str, Any]) -> Path:
     """Write ``model`` as a TorchScript archive with ``metadata`` as ``ser_cli.json`` inside.
 
-    The model is copied to CPU, fp32, contiguous memory format and eval mode, and scripted. The
-    file is written to a temporary name and renamed, so an interrupted export never leaves a
+    An eager model is scripted first (:func:`script_model`); a ScriptModule is written as it is.
+    The file is written to a temporary name and renamed, so an interrupted export never leaves a
     truncated model behind.
 
     Parameters
     ----------
-    model : CNN
+    model : CNN or torch.jit.ScriptModule
     path : path-like
         Output file (``.pt`` by convention).
     metadata : dict
@@ -475,22 +501,18 @@ def export_model(model: nn.Module, path: str | os.PathLike, metadata: dict[str, 
     >>> net = CNN(ModelConfig(n_classes=2, widths=(4, 4, 4, 4)))
     >>> export_model(net, "tiny.pt", {"classes": ["a", "b"]})  # doctest: +SKIP
     """
-    import copy
-
     path = Path(path)
     metadata = dict(metadata)
     metadata.setdefault("format", MODEL_FORMAT)
     payload = json.dumps(metadata, sort_keys=True, default=_json_default)
-    eager = copy.deepcopy(model).to("cpu", dtype=torch.float32)
-    eager = eager.to(memory_format=torch.contiguous_format).eval()
-    with _quiet_jit():
+    if isinstance(model, torch.jit.ScriptModule):
+        scripted = model
+    else:
         try:
-            scripted = torch.jit.script(eager)
-        except Exception as exc:  # noqa: BLE001 - the compiler raises many kinds
-            # No fallback to tracing: a trace freezes shapes and drops the exported methods.
-            # torch.jit.script reads the source from disk, so an edit of ser_cli during a long run
-            # makes it fail; the run's checkpoint survives and re-running the command exports.
-            raise ModelFileError(f"{path}: TorchScript compilation failed ({exc})") from exc
+            scripted = script_model(model)
+        except ModelFileError as exc:
+            raise ModelFileError(f"{path}: {exc}") from exc.__cause__
+    with _quiet_jit():
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
         torch.jit.save(scripted, str(tmp), _extra_files={_METADATA_NAME: payload})

@@ -20,7 +20,8 @@
    state, history) is written atomically to ``work_dir``. An interrupted run continues from the
    last finished epoch and ends with the same weights as an uninterrupted one.
 4. The model is exported as TorchScript with every configuration inside
-   (:func:`ser_cli.model.export_model`) and ``<out>.train.json`` is written beside it.
+   (:func:`ser_cli.model.export_model`; the network is scripted before the first epoch, so a
+   model that cannot be exported fails at once) and ``<out>.train.json`` is written beside it.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from ser_cli.model import (
     export_model,
     resolve_device,
     resolve_precision,
+    script_model,
 )
 from ser_cli.scoring import ScoringConfig
 
@@ -918,6 +920,9 @@ def train(
     )
     torch.manual_seed(train_config.seed)
     model = CNN(model_config).to(torch_device, memory_format=torch.channels_last)
+    # scripted now: fails before the first epoch if it cannot be exported, and the export at the
+    # end copies the trained weights into it without reading the (possibly changed) source again
+    scripted = script_model(model)
     if train_config.optimizer == "adamw":
         optimizer = torch.optim.AdamW(
             model.parameters(), lr=train_config.lr, weight_decay=train_config.weight_decay
@@ -1047,7 +1052,9 @@ def train(
     }
     if extra_metadata:
         metadata.update(extra_metadata)
-    export_model(model, out_path, metadata)
+    # copy_ into the scripted module's own (CPU, fp32, contiguous) tensors
+    scripted.load_state_dict({name: value.detach().cpu() for name, value in model.state_dict().items()})
+    export_model(scripted.eval(), out_path, metadata)
     report_path = out_path.with_name(out_path.name + ".train.json")
     report = {
         **{k: metadata[k] for k in ("classes", "command", "data", "skipped", "created", "package_version", "torch_version")},

@@ -253,3 +253,27 @@ def test_augmented_training_resumes_exactly(synthetic_corpus, feature_cache, tmp
         assert torch.equal(a[key], b[key]), key
     assert [h["loss"] for h in resumed.history] == [h["loss"] for h in whole.history]
     assert load_model(resumed.model_path).metadata["train_config"]["speed_factors"] == [0.9, 1.0, 1.1]
+
+
+def test_unexportable_model_fails_before_training(synthetic_corpus, feature_cache, tmp_path, monkeypatch):
+    """The network is scripted before the first epoch: no hours of training lost at export."""
+    from ser_cli.errors import ModelFileError
+
+    def broken_script(module):
+        raise RuntimeError("unsupported construct")
+
+    monkeypatch.setattr(torch.jit, "script", broken_script)
+    utts = [u for u in read_corpus(synthetic_corpus) if u.speaker == "s1"][:4]
+    with pytest.raises(ModelFileError, match="TorchScript compilation failed .unsupported construct"):
+        _run(utts, tmp_path / "m.pt", tmp_path / "w", feature_cache)
+    assert not (tmp_path / "w" / "checkpoint.pt").exists()
+
+
+def test_exported_weights_are_the_trained_ones(synthetic_corpus, feature_cache, tmp_path):
+    utts = [u for u in read_corpus(synthetic_corpus) if u.speaker == "s1"][:4]
+    result = _run(utts, tmp_path / "m.pt", tmp_path / "w", feature_cache, epochs=2)
+    exported = load_model(result.model_path).module.state_dict()
+    trained = _checkpoint_weights(tmp_path / "w")
+    assert exported.keys() == trained.keys()
+    for key in trained:
+        assert torch.equal(exported[key], trained[key].cpu()), key
