@@ -474,7 +474,7 @@ def bench_analyze(
     seconds: float = 300.0,
     model: str | os.PathLike[str] | None = None,
     threads: int = 2,
-    batch_size: int = 32,
+    batch_size: int | None = None,
     jobs: int | None = None,
 ) -> dict[str, Any]:
     """Time :func:`analyze` against a naive pipeline on the same files, CPU, fp32.
@@ -533,6 +533,9 @@ def bench_analyze(
     except ImportError as exc:
         raise ConfigError("bench analyze needs librosa: pip install 'ser-cli[bench]'") from exc
 
+    from ser_cli.analysis import default_batch_size
+
+    batch_size = batch_size or default_batch_size("cpu")
     old_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:

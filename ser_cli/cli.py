@@ -557,8 +557,9 @@ def _shard_option(ctx, param, value):
 @click.option("--model", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Model file written by 'ser-cli train'. Default: the bundled model.")
 @device_options
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
-              help="Segments per model call, packed across files.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="Segments per model call, packed across files (default: 8 on the CPU, "
+              "fastest there; 32 on CUDA).")
 @click.option("--jobs", type=click.IntRange(min=1), default=None,
               help="Decoder threads. Default: min(2, usable cores).")
 @click.option("--overwrite", is_flag=True,
@@ -608,7 +609,7 @@ def analyze_command(ctx: click.Context, paths, out, model, device, precision, ba
 
     \b
     Example:
-      ser-cli analyze recordings/ more.wav -o ser-out --jobs 2 --batch-size 32
+      ser-cli analyze recordings/ more.wav -o ser-out --jobs 2
       ser-cli analyze archive/ --shard 3/10 -o out/shard-3
       ser-cli analyze archive/ --backend dask --scheduler tcp://head:8786 -o out
     """
@@ -694,8 +695,8 @@ def merge_command(ctx: click.Context, inputs, out, overwrite, partial, quiet) ->
               "paper-sized CNN (speed does not depend on the weights).")
 @click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True,
               help="CPU cores torch may use (both pipelines).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
-              help="Segments per model call for analyze.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="Segments per model call for analyze (default: analyze's, 8 on the CPU).")
 @click.option("--jobs", type=click.IntRange(min=1), default=None,
               help="Decoder threads for analyze. Default: min(2, usable cores).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON object.")
