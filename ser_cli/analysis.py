@@ -101,9 +101,9 @@ def default_model_path() -> Path:
     return path
 
 
-#: Segments per model call by device type. On the CPU, batches of 8 score 1.5x (fp32) to 1.6x
-#: (bf16) more segments per second than batches of 32 (benchmarks/RESULTS.md, "analyze"): the
-#: activations of a small batch stay in the caches. GPUs want large batches.
+#: Segments per model call by device type. On the CPU, batch 8 runs analyze 1.4-1.7x faster than
+#: batch 32 in fp32 and bf16 (benchmarks/RESULTS.md, "analyze"): a small batch's activations stay
+#: in the caches. GPUs want large batches.
 _DEFAULT_BATCH = {"cpu": 8, "cuda": 32}
 
 
@@ -150,8 +150,8 @@ def analyze(
         ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
     batch_size : int, optional
         Segments per model call (>= 1), packed across files. Default
-        :func:`default_batch_size`: 8 on the CPU (measured fastest per segment there, in fp32
-        and bf16), 32 on CUDA.
+        :func:`default_batch_size`: 8 on the CPU (1.4-1.7x faster than 32 there, in fp32 and
+        bf16), 32 on CUDA.
     jobs : int, optional
         Decoder threads (>= 1); default ``min(2, usable cores)``.
     precision : {"auto", "fp32", "bf16"}
