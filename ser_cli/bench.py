@@ -417,9 +417,19 @@ def _naive_scores(path: str, module, classes_n: int, feature_config, segment_con
     n_frames = 1 + (len(y) - 640) // 160 if len(y) >= 640 else 0
     frames = np.lib.stride_tricks.sliding_window_view(y, 640)[::160][:n_frames]
     spec = np.abs(np.fft.rfft(frames * np.hamming(640), n=1600, axis=1)[:, :400]).T
-    segments, _ = cut_segments(spec.astype(np.float32), segment_config.score_hop_frames,
-                               segment_config)
-    if feature_config.normalization == "max":
+    spec = spec.astype(np.float32)
+    if feature_config.normalization == "utterance":
+        # one scale per utterance block (60 s blocks beyond 90 s), before cutting
+        from ser_cli.features import utterance_blocks
+
+        bounds = utterance_blocks(spec.shape[1])
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            peak = spec[:, a:b].max()
+            spec[:, a:b] = spec[:, a:b] / peak if peak > 0 else 0.0
+    segments, _ = cut_segments(spec, segment_config.score_hop_frames, segment_config)
+    if feature_config.normalization == "utterance":
+        y01 = segments
+    elif feature_config.normalization == "max":
         scale = segments.max(axis=(1, 2), keepdims=True)
         y01 = np.divide(segments, scale, out=np.zeros_like(segments), where=scale > 0)
     else:
@@ -591,6 +601,11 @@ def bench_analyze(
                 naive_s = time.perf_counter() - t0
             max_diff = max(float(np.abs(fast[p] - naive[p]).max()) for p in files)
             agree = sum(int(np.argmax(fast[p]) == np.argmax(naive[p])) for p in files)
+            if max_diff > 1e-4:  # both fp32 on the same weights: only rounding may differ
+                raise ConfigError(
+                    f"bench analyze: analyze and the naive pipeline disagree (max |delta p| "
+                    f"{max_diff:.2e}); the naive pipeline does not reproduce this model's settings"
+                )
 
             # the model alone on full batches: the ceiling of any pipeline with this network
             scorer = _Scorer(load_model(model, "cpu"), torch.device("cpu"), "fp32")
