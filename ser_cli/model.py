@@ -36,6 +36,7 @@ __all__ = [
     "MODEL_FORMAT",
     "ModelConfig",
     "CNN",
+    "script_model",
     "export_model",
     "export_program",
     "update_metadata",

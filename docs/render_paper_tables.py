@@ -1,0 +1,142 @@
+"""Render the paper-experiment tables of docs/results.md from committed ``ser-cli evaluate`` outputs.
+
+Reads ``docs/results/paper/<run>/{metrics.json,predictions.csv}`` (Table 1 heads, the D1/D3/D5
+variants and the 7-class run, all on EMO-DB ``emodb/``, one fold per speaker) and replaces the
+block between ``<!-- begin: paper experiments -->`` and ``<!-- end: paper experiments -->``.
+Where a run finished fewer folds than the reference run, the reference is re-pooled over the same
+folds from its predictions, so every comparison is made on the same test speakers.
+
+    python docs/render_paper_tables.py
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+
+from ser_cli.card import render_evaluation
+from ser_cli.evaluation import confusion_matrix, metrics_from_confusion
+
+ROOT = Path(__file__).resolve().parent
+RUNS = ROOT / "results" / "paper"
+DOC = ROOT / "results.md"
+
+# Paper's Table 1 on IEMOCAP (WA / UA, %), SPEC §5.
+PAPER = {"gap": (71.35, 67.54), "bilinear": (69.17, 64.16), "attention": (71.75, 68.06)}
+HEADS = [("gap", "GAP (CNN_TF_GAP)"), ("bilinear", "bilinear (CNN_TF_Bilinear)"),
+         ("attention", "attention pooling (CNN_TF_Att.pooling)")]
+# (decision, reference run and its setting, variant run and its setting)
+DECISIONS = [
+    ("D1 scaling before μ-law", ("attention", "max (per segment)"), ("minmax", "min–max (per segment)")),
+    ("D3 attention pooling", ("attention", "sum over positions"), ("mean", "mean over positions")),
+    ("D5 padding of 2.00 s clips (197 → 200 frames)", ("attention", "repeat"), ("padzeros", "zeros")),
+]
+
+
+def load(run: str) -> dict | None:
+    path = RUNS / run / "metrics.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def pooled(run: str, folds: list[int], average: str | None = None) -> tuple[float, float]:
+    """WA, UA (%) of ``run`` over ``folds`` only, from its predictions.csv."""
+    metrics = load(run)
+    classes = metrics["classes"]
+    column = "pred" if (average or metrics["primary_average"]) == metrics["primary_average"] else "pred_probs"
+    true, pred = [], []
+    with open(RUNS / run / "predictions.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            if int(row["fold"]) in folds:
+                true.append(classes.index(row["true"]))
+                pred.append(classes.index(row[column]))
+    m = metrics_from_confusion(confusion_matrix(true, pred, len(classes)), classes)
+    return 100 * m["wa"], 100 * m["ua"]
+
+
+def folds_note(metrics: dict) -> str:
+    done = metrics["folds_run"]
+    return "10 folds" if len(done) == 10 else f"**partial: folds {','.join(map(str, done))} of 10**"
+
+
+def render() -> str:
+    out = ["<!-- begin: paper experiments (rendered by docs/render_paper_tables.py) -->",
+           "## The paper's experiments on EMO-DB",
+           "",
+           "EMO-DB `emodb/` (535 files, 2 s copies at 22.05 kHz), one fold per speaker (10 folds), "
+           "`ser` recipe (12 epochs, 2 crops per utterance per epoch); each row changes one thing "
+           "against the default. Commands: `command.txt` next to each run's outputs under "
+           "[`results/paper/`](results/paper/). Where a run is partial, its reference is pooled "
+           "over the same folds.", ""]
+    ref = load("attention")
+    # Table 1
+    out += ["### Table 1: pooling heads (4 classes)", "",
+            "| head | EMO-DB WA | EMO-DB UA | folds | paper, IEMOCAP WA | paper UA |", "|---|---|---|---|---|---|"]
+    for run, title in HEADS:
+        m = load(run)
+        if m is None:
+            out.append(f"| {title} | not run | | | {PAPER[run][0]:.2f} | {PAPER[run][1]:.2f} |")
+            continue
+        out.append(f"| {title} | {100 * m['wa']:.1f} | {100 * m['ua']:.1f} | {folds_note(m)} "
+                   f"| {PAPER[run][0]:.2f} | {PAPER[run][1]:.2f} |")
+    if ref is not None:
+        for run, title in HEADS[:2]:
+            m = load(run)
+            if m is not None and m["folds_run"] != ref["folds_run"]:
+                wa, ua = pooled("attention", m["folds_run"])
+                out.append(f"| attention pooling over the same folds as {run} | {wa:.1f} | {ua:.1f} "
+                           f"| folds {','.join(map(str, m['folds_run']))} | | |")
+    out.append("")
+    # D1-D5
+    if ref is not None:
+        out += ["### D1, D3, D4, D5 (4 classes, attention head)", "",
+                "| decision | setting | WA | UA | folds |", "|---|---|---|---|---|"]
+        for decision, (ref_run, ref_label), (var_run, var_label) in DECISIONS:
+            var = load(var_run)
+            if var is None:
+                out.append(f"| {decision} | {var_label} | not run | | |")
+                continue
+            wa, ua = pooled(ref_run, var["folds_run"])
+            folds = folds_note(var)
+            out.append(f"| {decision} | {ref_label} (default) | {wa:.1f} | {ua:.1f} | {folds} |")
+            out.append(f"| | {var_label} | {100 * var['wa']:.1f} | {100 * var['ua']:.1f} | {folds} |")
+        # Every emodb/ clip is one segment, so D4 is measured on the bundled model's joint run,
+        # whose EMO-DB utterances are the full-length originals (several segments each).
+        joint_path = ROOT / "results" / "default-model" / "joint" / "metrics.json"
+        if joint_path.is_file():
+            joint = json.loads(joint_path.read_text())
+            for corpus, m in joint["by_corpus"].items():
+                first = True
+                for average, a in m["by_average"].items():
+                    label = f"average of segment {average}" + (" (default)" if average == joint["primary_average"] else "")
+                    name = f"D4 utterance score, {corpus} (joint run¹)" if first else ""
+                    out.append(f"| {name} | {label} | {100 * a['wa']:.1f} | {100 * a['ua']:.1f} | {len(m['folds'])} folds |")
+                    first = False
+        out += ["", "¹ Every `emodb/` clip is a single 2 s segment, so D4 cannot change a result there; it is "
+                "measured on the bundled model's own evaluation (EMO-DB full-length originals + RAVDESS, "
+                "[`results/default-model/joint/`](results/default-model/joint/)).", ""]
+        out += [render_evaluation("Attention pooling, 4 classes (the Table 1 row in full)", ref), ""]
+    seven = load("emodb7")
+    if seven is not None:
+        out += [render_evaluation(f"Seven classes, attention head ({folds_note(seven)})", seven), "",
+                "Reference on the same folds: MFCC + SVM baseline 63.7 / 61.1 (WA / UA); issue #10's "
+                "target UA ≥ 75.", ""]
+    out.append("<!-- end: paper experiments -->")
+    return "\n".join(out)
+
+
+def main() -> None:
+    doc = DOC.read_text()
+    block = render()
+    pattern = re.compile(r"<!-- begin: paper experiments.*?<!-- end: paper experiments -->", re.S)
+    if pattern.search(doc):
+        doc = pattern.sub(lambda _: block, doc)
+    else:
+        doc = doc.replace("## Screening the levers", block + "\n\n## Screening the levers", 1)
+    DOC.write_text(doc)
+    print(f"rendered {DOC}")
+
+
+if __name__ == "__main__":
+    main()
