@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+from math import comb
 from pathlib import Path
 
 from ser_cli.card import render_evaluation
@@ -55,23 +56,35 @@ def pooled(run: str, folds: list[int], average: str | None = None) -> tuple[floa
     return 100 * m["wa"], 100 * m["ua"]
 
 
-def d4_discordance(run_dir: Path) -> str:
-    """Sentence counting the utterances whose label the D4 average changes, and which side was right."""
-    logits_right = probs_right = both_wrong = 0
+def correct(run_dir: Path, column: str = "pred", folds: list[int] | None = None) -> dict[str, bool]:
+    """utterance -> whether ``column`` of run_dir/predictions.csv is its true label."""
     with open(run_dir / "predictions.csv", newline="") as f:
-        for row in csv.DictReader(f):
-            if row["pred"] != row["pred_probs"]:
-                logits_right += row["pred"] == row["true"]
-                probs_right += row["pred_probs"] == row["true"]
-                both_wrong += row["true"] not in (row["pred"], row["pred_probs"])
-    n = logits_right + probs_right
-    # exact two-sided McNemar (binomial) p-value on the discordant pairs
-    from math import comb
-    k = min(logits_right, probs_right)
+        return {row["utt"]: row[column] == row["true"] for row in csv.DictReader(f)
+                if folds is None or int(row["fold"]) in folds}
+
+
+def mcnemar(a: dict[str, bool], b: dict[str, bool]) -> tuple[int, int, float]:
+    """(right only in a, right only in b, exact two-sided McNemar p) over the utterances both have."""
+    common = a.keys() & b.keys()
+    only_a = sum(a[u] and not b[u] for u in common)
+    only_b = sum(b[u] and not a[u] for u in common)
+    n, k = only_a + only_b, min(only_a, only_b)
     p = min(1.0, 2 * sum(comb(n, i) for i in range(k + 1)) / 2 ** n) if n else 1.0
-    return (f"The two averages disagree on {n + both_wrong} utterances: the primary average ("
-            f"`pred`) is right on {logits_right}, the other (`pred_probs`) on {probs_right}, neither on "
-            f"{both_wrong}; exact McNemar p = {p:.2f}.")
+    return only_a, only_b, p
+
+
+def paired(run: str, ref: str = "attention") -> str:
+    """Table cell: utterances right only with ``run`` / only with ``ref`` (same folds), and p."""
+    folds = load(run)["folds_run"]
+    only_run, only_ref, p = mcnemar(correct(RUNS / run, folds=folds), correct(RUNS / ref, folds=folds))
+    return f"{only_run} / {only_ref}, p = {p:.2f}"
+
+
+def d4_discordance(run_dir: Path) -> str:
+    """Sentence counting the utterances the D4 average changes the outcome of, and the McNemar p."""
+    only_primary, only_other, p = mcnemar(correct(run_dir, "pred"), correct(run_dir, "pred_probs"))
+    return (f"Right only with the primary average (`pred`): {only_primary} utterances; only with the "
+            f"other (`pred_probs`): {only_other}; exact McNemar p = {p:.2f}.")
 
 
 def folds_note(metrics: dict) -> str:
@@ -91,13 +104,15 @@ def render() -> str:
     ref = load("attention")
     # Table 1
     out += ["### Table 1: pooling heads (4 classes)", "",
-            "| head | EMO-DB WA | EMO-DB UA | folds | paper, IEMOCAP WA | paper UA |", "|---|---|---|---|---|---|"]
+            "| head | EMO-DB WA | EMO-DB UA | folds | right only here / only with attention² | paper, IEMOCAP WA | paper UA |",
+            "|---|---|---|---|---|---|---|"]
     for run, title in HEADS:
         m = load(run)
         if m is None:
-            out.append(f"| {title} | not run | | | {PAPER[run][0]:.2f} | {PAPER[run][1]:.2f} |")
+            out.append(f"| {title} | not run | | | | {PAPER[run][0]:.2f} | {PAPER[run][1]:.2f} |")
             continue
-        out.append(f"| {title} | {100 * m['wa']:.1f} | {100 * m['ua']:.1f} | {folds_note(m)} "
+        vs = paired(run) if run != "attention" else "–"
+        out.append(f"| {title} | {100 * m['wa']:.1f} | {100 * m['ua']:.1f} | {folds_note(m)} | {vs} "
                    f"| {PAPER[run][0]:.2f} | {PAPER[run][1]:.2f} |")
     if ref is not None:
         for run, title in HEADS[:2]:
@@ -105,21 +120,24 @@ def render() -> str:
             if m is not None and m["folds_run"] != ref["folds_run"]:
                 wa, ua = pooled("attention", m["folds_run"])
                 out.append(f"| attention pooling over the same folds as {run} | {wa:.1f} | {ua:.1f} "
-                           f"| folds {','.join(map(str, m['folds_run']))} | | |")
-    out.append("")
+                           f"| folds {','.join(map(str, m['folds_run']))} | | | |")
+    out += ["", "² Paired comparison on the same test utterances: how many only this head gets right, how "
+            "many only attention pooling gets right, and the exact McNemar p-value.", ""]
     # D1-D5
     if ref is not None:
         out += ["### D1, D3, D4, D5 (4 classes, attention head)", "",
-                "| decision | setting | WA | UA | folds |", "|---|---|---|---|---|"]
+                "| decision | setting | WA | UA | folds | right only here / only with the default² |",
+                "|---|---|---|---|---|---|"]
         for decision, (ref_run, ref_label), (var_run, var_label) in DECISIONS:
             var = load(var_run)
             if var is None:
-                out.append(f"| {decision} | {var_label} | not run | | |")
+                out.append(f"| {decision} | {var_label} | not run | | | |")
                 continue
             wa, ua = pooled(ref_run, var["folds_run"])
             folds = folds_note(var)
-            out.append(f"| {decision} | {ref_label} (default) | {wa:.1f} | {ua:.1f} | {folds} |")
-            out.append(f"| | {var_label} | {100 * var['wa']:.1f} | {100 * var['ua']:.1f} | {folds} |")
+            out.append(f"| {decision} | {ref_label} (default) | {wa:.1f} | {ua:.1f} | {folds} | – |")
+            out.append(f"| | {var_label} | {100 * var['wa']:.1f} | {100 * var['ua']:.1f} | {folds} "
+                       f"| {paired(var_run, ref_run)} |")
         # Every emodb/ clip is one segment, so D4 is measured on the bundled model's joint run,
         # whose EMO-DB utterances are the full-length originals (several segments each).
         joint_path = ROOT / "results" / "default-model" / "joint" / "metrics.json"
@@ -130,7 +148,7 @@ def render() -> str:
                 for average, a in m["by_average"].items():
                     label = f"average of segment {average}" + (" (default)" if average == joint["primary_average"] else "")
                     name = f"D4 utterance score, {corpus} (joint run¹)" if first else ""
-                    out.append(f"| {name} | {label} | {100 * a['wa']:.1f} | {100 * a['ua']:.1f} | {len(m['folds'])} folds |")
+                    out.append(f"| {name} | {label} | {100 * a['wa']:.1f} | {100 * a['ua']:.1f} | {len(m['folds'])} folds | |")
                     first = False
             out += ["", "¹ Every `emodb/` clip is a single 2 s segment, so D4 cannot change a result there; it is "
                     "measured on the bundled model's own evaluation (EMO-DB full-length originals + RAVDESS, "
