@@ -98,7 +98,7 @@ def render() -> str:
            "",
            "EMO-DB `emodb/` (535 files, 2 s copies at 22.05 kHz), one fold per speaker (10 folds), "
            "`ser` recipe (12 epochs, 2 crops per utterance per epoch); each row changes one thing "
-           "against the default. Commands: `command.txt` next to each run's outputs under "
+           "against the default. Script: [`paper_experiments.sh`](paper_experiments.sh) (resumable); commands: `command.txt` next to each run's outputs under "
            "[`results/paper/`](results/paper/). Where a run is partial, its reference is pooled "
            "over the same folds.", ""]
     ref = load("attention")
