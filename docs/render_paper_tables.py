@@ -73,18 +73,22 @@ def mcnemar(a: dict[str, bool], b: dict[str, bool]) -> tuple[int, int, float]:
     return only_a, only_b, p
 
 
+def fmt_p(p: float) -> str:
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}" if p < 0.01 else f"p = {p:.2f}"
+
+
 def paired(run: str, ref: str = "attention") -> str:
     """Table cell: utterances right only with ``run`` / only with ``ref`` (same folds), and p."""
     folds = load(run)["folds_run"]
     only_run, only_ref, p = mcnemar(correct(RUNS / run, folds=folds), correct(RUNS / ref, folds=folds))
-    return f"{only_run} / {only_ref}, p = {p:.2f}"
+    return f"{only_run} / {only_ref}, {fmt_p(p)}"
 
 
 def d4_discordance(run_dir: Path) -> str:
     """Sentence counting the utterances the D4 average changes the outcome of, and the McNemar p."""
     only_primary, only_other, p = mcnemar(correct(run_dir, "pred"), correct(run_dir, "pred_probs"))
     return (f"Right only with the primary average (`pred`): {only_primary} utterances; only with the "
-            f"other (`pred_probs`): {only_other}; exact McNemar p = {p:.2f}.")
+            f"other (`pred_probs`): {only_other}; exact McNemar {fmt_p(p)}.")
 
 
 def folds_note(metrics: dict) -> str:
@@ -165,7 +169,7 @@ def render() -> str:
                     f"| EMO-DB `emodb/` 2 s copies alone (the Table 1 attention row) | {100 * ref['wa']:.1f} "
                     f"| {100 * ref['ua']:.1f} | – |",
                     f"| EMO-DB full-length originals where they exist + RAVDESS (the bundled model's evaluation) "
-                    f"| {100 * joint['wa']:.1f} | {100 * joint['ua']:.1f} | {only_joint} / {only_ref}, p = {p:.3f} |",
+                    f"| {100 * joint['wa']:.1f} | {100 * joint['ua']:.1f} | {only_joint} / {only_ref}, {fmt_p(p)} |",
                     "", "Same recipe, same test speakers and utterances (scored from the original recording "
                     "where there is one); the second row also trains on every RAVDESS actor outside the "
                     "fold. The two changes are measured together.", ""]
