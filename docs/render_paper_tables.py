@@ -41,17 +41,16 @@ def load(run: str) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def pooled(run: str, folds: list[int], average: str | None = None) -> tuple[float, float]:
+def pooled(run: str, folds: list[int]) -> tuple[float, float]:
     """WA, UA (%) of ``run`` over ``folds`` only, from its predictions.csv."""
     metrics = load(run)
     classes = metrics["classes"]
-    column = "pred" if (average or metrics["primary_average"]) == metrics["primary_average"] else "pred_probs"
     true, pred = [], []
     with open(RUNS / run / "predictions.csv", newline="") as f:
         for row in csv.DictReader(f):
             if int(row["fold"]) in folds:
                 true.append(classes.index(row["true"]))
-                pred.append(classes.index(row[column]))
+                pred.append(classes.index(row["pred"]))
     m = metrics_from_confusion(confusion_matrix(true, pred, len(classes)), classes)
     return 100 * m["wa"], 100 * m["ua"]
 
@@ -160,9 +159,7 @@ def render() -> str:
         joint_dir = ROOT / "results" / "default-model" / "joint"
         if (joint_dir / "metrics.json").is_file():
             joint = json.loads((joint_dir / "metrics.json").read_text())["by_corpus"]["emodb"]
-            only_joint, only_ref, p = mcnemar(
-                {u: ok for u, ok in correct(joint_dir).items() if u in correct(RUNS / "attention")},
-                correct(RUNS / "attention"))
+            only_joint, only_ref, p = mcnemar(correct(joint_dir), correct(RUNS / "attention"))
             out += ["### Data: EMO-DB alone against EMO-DB originals + RAVDESS (4 classes, same EMO-DB folds)", "",
                     "| training data | EMO-DB WA | EMO-DB UA | right only here / only with EMO-DB alone² |",
                     "|---|---|---|---|",
