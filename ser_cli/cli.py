@@ -390,7 +390,7 @@ def train(output: str, work_dir: str | None, **kw) -> None:
               help="Comma-separated 1-based folds to run (a partial, screening result).")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Folds trained at once, one process each (--threads per fold, default "
-              "cores/JOBS); on 2 cores 2 jobs train about 1.6x faster than 1.")
+              "cores/JOBS); on 2 cores 2 jobs train about 1.9x faster than 1.")
 @click.option("--shared-trunk", is_flag=True,
               help="Score test utterances with one trunk pass per utterance (needs "
               "--normalization utterance); rescoring a finished evaluation reuses its models.")
