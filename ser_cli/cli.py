@@ -261,6 +261,12 @@ def training_options(func):
                      help="D5: padding of utterances shorter than 2 s (default: SegmentConfig's)."),
         click.option("--tail", type=click.Choice(["end", "drop"]), default=None,
                      help="D5: add an end-aligned segment over the tail (default: SegmentConfig's)."),
+        click.option("--score-hop", "score_hop", type=click.IntRange(min=1), default=None,
+                     metavar="FRAMES",
+                     help="Frames between scored segments, 10 ms each (default: SegmentConfig's, "
+                     "40 = 0.4 s); a smaller hop averages more shifted segmentations. D4, "
+                     "--score-hop and (crop recipes) --tail only change scoring: rerunning a "
+                     "finished evaluation with them rescores its trained models."),
         click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
                      help="Feature cache (default $SER_CACHE or ~/.cache/ser-cli)."),
         click.option("--threads", type=click.IntRange(min=1), default=None,
@@ -316,6 +322,8 @@ def _training_setup(kw: dict) -> dict:
         segment_config = dataclasses.replace(segment_config, pad=kw["pad"])
     if kw["tail"]:
         segment_config = dataclasses.replace(segment_config, tail=kw["tail"])
+    if kw["score_hop"]:
+        segment_config = dataclasses.replace(segment_config, score_hop_frames=kw["score_hop"])
     return {
         "utterances": utterances,
         "classes": classes,
@@ -394,9 +402,14 @@ def train(output: str, work_dir: str | None, **kw) -> None:
 @click.option("--shared-trunk", is_flag=True,
               help="Score test utterances with one trunk pass per utterance (needs "
               "--normalization utterance); rescoring a finished evaluation reuses its models.")
+@click.option("--reuse-models", type=click.Path(file_okay=False, exists=True), default=None,
+              metavar="DIR",
+              help="Score with the fold models of the finished evaluation in DIR (same data, "
+              "folds and training settings) instead of training, e.g. with another --average, "
+              "--score-hop, --tail or --shared-trunk; DIR is left as it is.")
 @_ser_errors
 def evaluate(output: str, folds, only_folds: str | None, jobs: int, shared_trunk: bool,
-             **kw) -> None:
+             reuse_models: str | None, **kw) -> None:
     """Leave-one-speaker-out evaluation: WA, UA, per-class recall, confusion.
 
     Each fold trains on the other speakers with the same recipe as 'train' and scores its
@@ -420,6 +433,7 @@ def evaluate(output: str, folds, only_folds: str | None, jobs: int, shared_trunk
         command=shlex.join(sys.argv),
         shared_trunk=shared_trunk,
         jobs=jobs,
+        reuse_models=reuse_models,
         **setup,
     )
     tag = " (partial: only some folds)" if result.partial else ""

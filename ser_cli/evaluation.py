@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 import shlex
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -295,6 +296,7 @@ def _run_fold(
     command: str,
     shared_trunk: bool = False,
     progress_prefix: str | None = None,
+    reuse_checkpoint: Path | None = None,
 ) -> dict[str, Any]:
     import torch
 
@@ -320,6 +322,11 @@ def _run_fold(
             flush=True,
         )
     model_path = fold_dir / "model.pt"
+    if reuse_checkpoint is not None:
+        own = fold_dir / "work" / reuse_checkpoint.name
+        if not own.is_file():
+            own.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(reuse_checkpoint, own)
     trained = train(
         train_utts,
         model_path,
@@ -333,6 +340,7 @@ def _run_fold(
         progress_prefix=progress_prefix,
         command=command,
         extra_metadata={"fold": {"index": index, "test_speakers": test_speakers}},
+        resume_only=reuse_checkpoint is not None,
         **configs,
     )
     loaded = load_model(model_path, device=device)
@@ -445,6 +453,7 @@ def evaluate(
     command: str | None = None,
     shared_trunk: bool = False,
     jobs: int = 1,
+    reuse_models: str | os.PathLike | None = None,
 ) -> EvalResult:
     """k-fold leave-one-speaker-out evaluation with pooled predictions.
 
@@ -472,6 +481,11 @@ def evaluate(
         Score the test utterances with a shared trunk (:mod:`ser_cli.trunk`, fp32) instead of
         segment by segment; needs ``feature_config.normalization == "utterance"``. Finished
         folds scored the other way are rescored; trained fold models are reused.
+    reuse_models : path-like, optional
+        A finished evaluation's output folder: each fold resumes from that fold's final
+        checkpoint instead of training, so the same models are rescored with another D4
+        average, scoring hop, D5 tail (crop recipes) or shared trunk into ``out_dir``. Data,
+        folds and every training setting must match, or it is an error.
     jobs : int
         Folds trained at once, each in its own process with ``threads`` (default: cores //
         jobs) torch threads; progress lines are then plain and prefixed by the fold. On a
@@ -540,6 +554,9 @@ def evaluate(
 
     if isinstance(jobs, bool) or not isinstance(jobs, (int, np.integer)) or jobs < 1:
         raise ConfigError(f"jobs={jobs!r} must be an integer >= 1")
+    reuse_dir = Path(reuse_models) if reuse_models is not None else None
+    if reuse_dir is not None and reuse_dir.resolve() == out.resolve():
+        raise ConfigError(f"reuse_models={str(reuse_dir)!r} is the output folder itself")
     started = time.time()
     tasks = {}
     for index in wanted:
@@ -552,7 +569,13 @@ def evaluate(
              [(u.path, u.speaker, u.label) for u in test_utts]]
             + ([{"shared_trunk": True}] if shared_trunk else [])
         )
+        reuse_checkpoint = None
+        if reuse_dir is not None:
+            reuse_checkpoint = reuse_dir / "folds" / f"fold_{index:02d}" / "work" / "checkpoint.pt"
+            if not reuse_checkpoint.is_file():
+                raise ConfigError(f"{reuse_checkpoint}: missing, so fold {index} cannot be reused")
         tasks[index] = dict(
+            reuse_checkpoint=reuse_checkpoint,
             index=index, test_speakers=test_speakers, train_utts=train_utts, test_utts=test_utts,
             fold_dir=out / "folds" / f"fold_{index:02d}", fingerprint=fingerprint, classes=classes,
             configs=configs, cache_dir=cache_dir, device=device, precision=precision,

@@ -727,6 +727,23 @@ class _Reporter:
 # Training
 
 
+def _training_identity(configs: dict[str, dict], train_config: "TrainConfig") -> dict[str, dict]:
+    """The configs with the settings that cannot change training set to their defaults.
+
+    A checkpoint is resumed when this identity matches, so a finished run rescored with another
+    D4 average, scoring hop or (for crop sampling, which never cuts a tail) D5 tail policy reuses
+    its trained weights. Runs at the defaults keep the fingerprint they always had.
+    """
+    from ser_cli.segmentation import SegmentConfig
+
+    default_segments = config_dict(SegmentConfig())
+    scoring_only = ["score_hop_frames"] + (["tail"] if train_config.sampling == "crops" else [])
+    segments = dict(configs["segment_config"])
+    for name in scoring_only:
+        segments[name] = default_segments[name]
+    return {**configs, "segment_config": segments, "scoring_config": config_dict(ScoringConfig())}
+
+
 def _fingerprint(items: Sequence[Any]) -> str:
     return hashlib.sha256(json.dumps(items, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -796,6 +813,7 @@ def train(
     progress_prefix: str | None = None,
     command: str | None = None,
     extra_metadata: dict[str, Any] | None = None,
+    resume_only: bool = False,
 ) -> TrainResult:
     """Train CNN_TF on labelled utterances and write a model file.
 
@@ -828,6 +846,9 @@ def train(
         Command line recorded in the metadata (default: ``sys.argv``).
     extra_metadata : dict, optional
         Merged into the model metadata (``evaluate`` records its fold here).
+    resume_only : bool
+        Refuse to start training from scratch: the work folder must hold a checkpoint of the
+        same data and training settings (``evaluate(reuse_models=...)``).
 
     Returns
     -------
@@ -836,7 +857,7 @@ def train(
     Raises
     ------
     ConfigError
-        Inconsistent configs or device.
+        Inconsistent configs or device; with ``resume_only``, no matching checkpoint.
     CorpusError
         No usable utterance, or a label outside ``classes``.
 
@@ -916,7 +937,8 @@ def train(
         "scoring_config": config_dict(scoring_config),
     }
     fingerprint = _fingerprint(
-        [configs, classes, [(u.path, u.label, u.family or u.corpus) for u in used]]
+        [_training_identity(configs, train_config), classes,
+         [(u.path, u.label, u.family or u.corpus) for u in used]]
     )
     torch.manual_seed(train_config.seed)
     model = CNN(model_config).to(torch_device, memory_format=torch.channels_last)
@@ -951,10 +973,15 @@ def train(
             history = list(state["history"])
             start_epoch = int(state["epoch"]) + 1
             reporter.message(f"resuming from {checkpoint_path} after epoch {start_epoch - 1}")
-        elif state is not None:
+        elif state is not None and not resume_only:
             reporter.message(
                 f"{checkpoint_path}: checkpoint of other data or settings; starting over"
             )
+    if resume_only and not history:
+        raise ConfigError(
+            f"{checkpoint_path}: no checkpoint of these data and training settings to reuse "
+            "(only the D4 average, the scoring hop and, for crop recipes, the D5 tail may differ)"
+        )
 
     # 3. epochs
     reporter.start_task("training", train_config.epochs)

@@ -213,3 +213,61 @@ def test_parallel_folds_equal_sequential_folds(three_speakers, feature_cache, tm
             np.testing.assert_allclose(row_a["segment_logits"], row_b["segment_logits"], atol=1e-5)
     with pytest.raises(ConfigError, match="jobs=0"):
         _evaluate(three_speakers, tmp_path / "bad", feature_cache, jobs=0)
+
+
+def test_reuse_models_rescores_without_training_and_refuses_other_settings(
+    three_speakers, feature_cache, tmp_path, monkeypatch
+):
+    import torch
+
+    import ser_cli.training as train_module
+    from ser_cli.model import load_model
+    from ser_cli.scoring import ScoringConfig
+    from ser_cli.segmentation import SegmentConfig
+
+    first = tmp_path / "first"
+    base = _evaluate(three_speakers, first, feature_cache)
+    before = {p: p.stat().st_mtime_ns for p in first.rglob("*") if p.is_file()}
+
+    # scoring-only changes: no epoch runs, the same weights score, the source is untouched
+    monkeypatch.setattr(train_module, "_augment_batch",
+                        lambda *a, **k: pytest.fail("trained instead of reusing"))
+    second = tmp_path / "second"
+    again = _evaluate(three_speakers, second, feature_cache, reuse_models=first,
+                      segment_config=SegmentConfig(score_hop_frames=20),
+                      scoring_config=ScoringConfig(average="probs"))
+    assert again.folds_run == [1, 2] and again.n_utterances == base.n_utterances
+    assert json.loads((second / "metrics.json").read_text())["primary_average"] == "probs"
+    for index in (1, 2):
+        old, new = (load_model(d / "folds" / f"fold_{index:02d}" / "model.pt", device="cpu")
+                    for d in (first, second))
+        assert new.segment_config.score_hop_frames == 20 and old.segment_config.score_hop_frames == 40
+        for (name, a), (_, b) in zip(old.module.state_dict().items(), new.module.state_dict().items()):
+            assert torch.equal(a, b), name
+    assert {p: p.stat().st_mtime_ns for p in first.rglob("*") if p.is_file()} == before
+
+    # the paper recipe cuts training segments with the tail policy, so it is a training setting
+    with pytest.raises(ConfigError, match="no checkpoint of these data and training settings"):
+        _evaluate(three_speakers, tmp_path / "third", feature_cache, reuse_models=first,
+                  segment_config=SegmentConfig(tail="drop"))
+    with pytest.raises(ConfigError, match="missing, so fold 1 cannot be reused"):
+        _evaluate(three_speakers, tmp_path / "fourth", feature_cache, reuse_models=tmp_path / "none")
+    with pytest.raises(ConfigError, match="is the output folder itself"):
+        _evaluate(three_speakers, first, feature_cache, reuse_models=first)
+
+
+def test_tail_is_a_scoring_setting_for_crop_recipes():
+    from ser_cli.segmentation import SegmentConfig
+    from ser_cli.training import _training_identity, config_dict
+
+    def identity(train_config, **segment):
+        configs = {"segment_config": config_dict(SegmentConfig(**segment)),
+                   "scoring_config": {"average": "probs"}}
+        return _training_identity(configs, train_config)
+
+    crops, segments = TrainConfig(sampling="crops"), TrainConfig()
+    assert identity(crops, tail="drop", score_hop_frames=10) == identity(crops)
+    assert identity(segments, score_hop_frames=10) == identity(segments)
+    assert identity(segments, tail="drop") != identity(segments)
+    assert identity(crops, pad="zeros") != identity(crops)  # pads short training utterances
+    assert identity(segments)["scoring_config"] == {"average": "logits"}
