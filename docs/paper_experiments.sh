@@ -29,3 +29,4 @@ R="ser-cli evaluate $D/emodb_original_subset $D/emodb $D/ravdess $C --folds emod
 $R --tail drop      -o "$OUT/rescore/tail-drop"
 $R --score-hop 20   -o "$OUT/rescore/hop20"
 $R --score-hop 100  -o "$OUT/rescore/hop100"
+$R --score-hop 100 --tail drop -o "$OUT/rescore/hop100-tail-drop"

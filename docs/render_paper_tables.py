@@ -33,7 +33,8 @@ HEADS = [("gap", "GAP (CNN_TF_GAP)"), ("bilinear", "bilinear (CNN_TF_Bilinear)")
 RESCORE = ROOT / "results" / "rescore"
 RESCORED = [("tail-drop", "hop 0.4 s, no tail segment (`--tail drop`)"),
             ("hop20", "hop 0.2 s + tail (`--score-hop 20`)"),
-            ("hop100", "hop 1 s + tail (`--score-hop 100`)")]
+            ("hop100", "hop 1 s + tail (`--score-hop 100`)"),
+            ("hop100-tail-drop", "hop 1 s, no tail segment (`--score-hop 100 --tail drop`)")]
 DECISIONS = [
     ("D1 scaling before μ-law", ("attention", "max (per segment)"), ("minmax", "min–max (per segment)")),
     ("D3 attention pooling", ("attention", "sum over positions"), ("mean", "mean over positions")),
