@@ -79,7 +79,7 @@ def mcnemar(a: dict[str, bool], b: dict[str, bool]) -> tuple[int, int, float]:
 
 
 def fmt_p(p: float) -> str:
-    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}" if p < 0.01 else f"p = {p:.2f}"
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}" if p < 0.1 else f"p = {p:.2f}"
 
 
 def paired(run: str, ref: str = "attention") -> str:
@@ -131,7 +131,8 @@ def rescored_rows() -> list[str]:
         out.append(f"| {label} | {segments_per_utterance(run_dir):.2f} | {100 * m['emodb']['wa']:.1f} "
                    f"| {100 * m['emodb']['ua']:.1f} | {100 * m['ravdess']['wa']:.1f} "
                    f"| {100 * m['ravdess']['ua']:.1f} | {vs} |")
-    return out + [""]
+    return out + ["", "Chosen on the inner screening fold, not here: see \"Scoring settings on the inner "
+                  "fold\" under \"Screening the levers\", and D5 in [`decisions.md`](decisions.md).", ""]
 
 
 def render() -> str:
