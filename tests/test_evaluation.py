@@ -271,3 +271,7 @@ def test_tail_is_a_scoring_setting_for_crop_recipes():
     assert identity(segments, tail="drop") != identity(segments)
     assert identity(crops, pad="zeros") != identity(crops)  # pads short training utterances
     assert identity(segments)["scoring_config"] == {"average": "logits"}
+    # at the default scoring settings the identity is the configs themselves, so checkpoints
+    # written before scoring-only settings were left out keep their fingerprint
+    defaults = {"segment_config": config_dict(SegmentConfig()), "scoring_config": {"average": "logits"}}
+    assert _training_identity(defaults, crops) == defaults == _training_identity(defaults, segments)
