@@ -571,7 +571,9 @@ def evaluate(
         )
         reuse_checkpoint = None
         if reuse_dir is not None:
-            reuse_checkpoint = reuse_dir / "folds" / f"fold_{index:02d}" / "work" / "checkpoint.pt"
+            from ser_cli.training import _CHECKPOINT_NAME
+
+            reuse_checkpoint = reuse_dir / "folds" / f"fold_{index:02d}" / "work" / _CHECKPOINT_NAME
             if not reuse_checkpoint.is_file():
                 raise ConfigError(f"{reuse_checkpoint}: missing, so fold {index} cannot be reused")
         tasks[index] = dict(
