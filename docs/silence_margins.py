@@ -1,5 +1,7 @@
 """Lead-in and tail silence of a corpus: time before the first and after the last 10 ms frame
-within 30 dB of the file's loudest frame (the D5 reading in docs/decisions.md).
+whose in-band (0-4 kHz) energy is within 30 dB of the file's loudest frame (the D5 reading in
+docs/decisions.md). :func:`frame_db` is the one definition of "speech frame" that
+``speech_weighting_screen.py`` uses too.
 
     python docs/silence_margins.py ../shared/data/ravdess
 """
@@ -10,18 +12,22 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
+
+from ser_cli import audio, features
+
+
+def frame_db(path: str | Path) -> np.ndarray:
+    """Per-frame energy of the spectrogram's 0-4 kHz bins, in dB below the file's loudest frame."""
+    spec = features.spectrogram(audio.load(path)).astype(np.float64)
+    energy = (spec ** 2).sum(axis=0) + 1e-20
+    return 10 * np.log10(energy / energy.max())
 
 
 def margins(path: Path, floor_db: float = -30.0) -> tuple[float, float, float]:
-    """(duration, lead-in, tail) in seconds."""
-    y, sr = sf.read(path, dtype="float32", always_2d=True)
-    y = y.mean(axis=1)
-    hop = sr // 100
-    n = len(y) // hop
-    energy = (y[: n * hop].reshape(n, hop) ** 2).mean(axis=1) + 1e-12
-    active = np.flatnonzero(10 * np.log10(energy / energy.max()) > floor_db)
-    return len(y) / sr, active[0] / 100, (n - 1 - active[-1]) / 100
+    """(duration, lead-in, tail) in seconds, frames at the 10 ms hop."""
+    db = frame_db(path)
+    active = np.flatnonzero(db > floor_db)
+    return (len(db) + 3) / 100, active[0] / 100, (len(db) - 1 - active[-1]) / 100
 
 
 def main(root: str) -> None:

@@ -19,15 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from render_paper_tables import mcnemar
+from silence_margins import frame_db
 
-from ser_cli import audio, features
 from ser_cli.segmentation import SegmentConfig, segment_starts
-
-
-def frame_db(path: str) -> np.ndarray:
-    spec = features.spectrogram(audio.load(path)).astype(np.float64)
-    energy = (spec ** 2).sum(axis=0) + 1e-20
-    return 10 * np.log10(energy / energy.max())
 
 
 def main(pattern: str, floors=(-20.0, -30.0, -40.0)) -> None:
