@@ -1,0 +1,74 @@
+"""Issue #10's confirmation run against the bundled recipe, on the same test folds.
+
+Compares a joint evaluation (EMO-DB originals + RAVDESS, ``--folds emodb=10,ravdess=6``) run with
+one setting changed (default: ``results/confirm/ser48``, 48 epochs) with the bundled model's own
+evaluation (``results/default-model/joint``, 12 epochs). Where the new run is partial, the
+reference is pooled over the same folds, so both rows cover the same test utterances. Prints a
+Markdown table: WA / UA per corpus and pooled, and the paired count of utterances right only with
+each run with its exact McNemar p.
+
+    python docs/confirm_epochs.py [RUN]        (RUN under docs/results/confirm/)
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+from render_paper_tables import fmt_p, mcnemar
+
+from ser_cli.evaluation import confusion_matrix, metrics_from_confusion
+
+ROOT = Path(__file__).resolve().parent / "results"
+REFERENCE = ROOT / "default-model" / "joint"
+
+
+def rows(run_dir: Path, folds: list[int]) -> dict[str, tuple[str, str, str]]:
+    """``corpus:utt`` -> (corpus, true, pred) over ``folds``."""
+    with open(run_dir / "predictions.csv", newline="") as f:
+        out = {}
+        for r in csv.DictReader(f):
+            if int(r["fold"]) in folds:
+                corpus = r["speaker"].split(":")[0]
+                out[f"{corpus}:{r['utt']}"] = (corpus, r["true"], r["pred"])
+        return out
+
+
+def scores(preds: dict[str, tuple[str, str, str]], classes: list[str], corpus: str | None) -> str:
+    sel = [(t, p) for c, t, p in preds.values() if corpus is None or c == corpus]
+    m = metrics_from_confusion(
+        confusion_matrix([classes.index(t) for t, _ in sel], [classes.index(p) for _, p in sel],
+                         len(classes)), classes)
+    return f"{100 * m['wa']:.1f} / {100 * m['ua']:.1f}"
+
+
+def main() -> None:
+    run_dir = ROOT / "confirm" / (sys.argv[1] if len(sys.argv) > 1 else "ser48")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    ref_metrics = json.loads((REFERENCE / "metrics.json").read_text())
+    folds, classes = metrics["folds_run"], metrics["classes"]
+    if classes != ref_metrics["classes"]:
+        raise SystemExit(f"{run_dir} and {REFERENCE} have different classes")
+    new, ref = rows(run_dir, folds), rows(REFERENCE, folds)
+    if new.keys() != ref.keys():
+        raise SystemExit(f"{run_dir} and {REFERENCE} scored different utterances on folds {folds}")
+    label = f"folds {','.join(map(str, folds))} of {metrics['n_folds']}"
+    print(f"| run ({label}) | epochs | EMO-DB WA / UA | RAVDESS WA / UA | pooled WA / UA |")
+    print("|---|---|---|---|---|")
+    for name, m, preds in (("bundled recipe", ref_metrics, ref), (run_dir.name, metrics, new)):
+        print(f"| {name} | {m['epochs']} | {scores(preds, classes, 'emodb')} "
+              f"| {scores(preds, classes, 'ravdess')} | {scores(preds, classes, None)} |")
+    print()
+    for corpus in ("emodb", "ravdess", None):
+        keep = [u for u in new if corpus is None or new[u][0] == corpus]
+        a = {u: new[u][1] == new[u][2] for u in keep}
+        b = {u: ref[u][1] == ref[u][2] for u in keep}
+        only_new, only_ref, p = mcnemar(a, b)
+        print(f"{corpus or 'pooled'}: {len(keep)} utterances, right only with {run_dir.name}: "
+              f"{only_new}, only with the bundled recipe: {only_ref}, exact McNemar {fmt_p(p)}")
+
+
+if __name__ == "__main__":
+    main()
