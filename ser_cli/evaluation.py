@@ -549,7 +549,6 @@ def evaluate(
         command = shlex.join(sys.argv)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    _write_atomic(out / "command.txt", command + "\n")
     configs_json = {name: config_dict(cfg) for name, cfg in configs.items()}
 
     if isinstance(jobs, bool) or not isinstance(jobs, (int, np.integer)) or jobs < 1:
@@ -656,6 +655,10 @@ def evaluate(
         "seconds": round(time.time() - started, 3),
     }
     _write_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    # Written with the results, not at the start: a run that is still going (another process
+    # training other folds into the same folder) or was interrupted must not relabel the
+    # results of the run that finished.
+    _write_atomic(out / "command.txt", command + "\n")
     _write_predictions(out / "predictions.csv", predictions, classes, primary)
     _write_metrics_csv(out / "metrics.csv", metrics, classes)
     note = _plot_confusion(out / "confusion.png", np.asarray(main_metrics["confusion"]), classes,

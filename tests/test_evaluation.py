@@ -106,6 +106,18 @@ def test_evaluate_writes_every_output_and_resumes(three_speakers, feature_cache,
     assert partial.partial and partial.folds_run == [2] and partial.n_utterances == 6
     assert json.loads((out / "metrics.json").read_text())["partial"] is True
 
+    # an interrupted run into the same folder leaves the finished run's command beside its results
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "train", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(three_speakers, out, folds=2, model_config=tiny_model_config(head="gap"),
+                 train_config=TrainConfig(epochs=2, batch_size=8), cache_dir=feature_cache,
+                 device="cpu", precision="fp32", progress=False, command="ser-cli evaluate other")
+    assert (out / "command.txt").read_text() == "ser-cli evaluate test\n"
+    assert json.loads((out / "metrics.json").read_text())["command"] == "ser-cli evaluate test"
+
 
 def test_only_folds_out_of_range(three_speakers, tmp_path):
     with pytest.raises(ConfigError, match="only_folds"):
