@@ -35,7 +35,7 @@ from pathlib import Path
 
 import torch
 
-from ser_cli.analysis import analyze
+from ser_cli.analysis import analyze, default_batch_size
 from ser_cli.audio import info
 from ser_cli.bench import _machine, _random_model, bench_inputs
 from ser_cli.features import FeatureConfig, n_frames
@@ -44,8 +44,9 @@ from ser_cli.trunk import conv_flops, conv_flops_per_second
 
 
 def run(model=None, data=None, seconds=120.0, pool_after=(2, 3), threads=2, long_s=60.0,
-        batch_size=32, repeats=3) -> dict:
+        batch_size=None, repeats=3) -> dict:
     torch.set_num_threads(threads)
+    batch_size = batch_size or default_batch_size("cpu")
     with tempfile.TemporaryDirectory(prefix="ser-bench-trunk-") as tmp_name:
         tmp = Path(tmp_name)
         random_weights = model is None
@@ -162,7 +163,8 @@ def main(argv=None) -> int:
                         help="length of one extra long synthetic file (0: none)")
     parser.add_argument("--pool-after", default="2,3", help="for the random model: 2,3 or 1,2,3")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="segments per model call (default: analyze's CPU default, 8)")
     parser.add_argument("--repeats", type=int, default=3,
                         help="timed runs of each scoring, alternated; the fastest is kept")
     parser.add_argument("--json", action="store_true")
