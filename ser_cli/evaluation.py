@@ -556,6 +556,8 @@ def evaluate(
     reuse_dir = Path(reuse_models) if reuse_models is not None else None
     if reuse_dir is not None and reuse_dir.resolve() == out.resolve():
         raise ConfigError(f"reuse_models={str(reuse_dir)!r} is the output folder itself")
+    if reuse_dir is not None:
+        from ser_cli.training import _CHECKPOINT_NAME  # deferred like train(): it imports torch
     started = time.time()
     tasks = {}
     for index in wanted:
@@ -570,8 +572,6 @@ def evaluate(
         )
         reuse_checkpoint = None
         if reuse_dir is not None:
-            from ser_cli.training import _CHECKPOINT_NAME
-
             reuse_checkpoint = reuse_dir / "folds" / f"fold_{index:02d}" / "work" / _CHECKPOINT_NAME
             if not reuse_checkpoint.is_file():
                 raise ConfigError(f"{reuse_checkpoint}: missing, so fold {index} cannot be reused")
