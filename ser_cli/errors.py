@@ -8,7 +8,7 @@ file in the report and carry on; any other exception is a bug and propagates.
 
 from __future__ import annotations
 
-__all__ = ["SerError", "AudioError", "ConfigError", "ModelFileError", "CorpusError"]
+__all__ = ["SerError", "AudioError", "ConfigError", "ModelFileError", "CorpusError", "BusyError"]
 
 
 class SerError(Exception):
@@ -29,3 +29,7 @@ class ModelFileError(SerError, RuntimeError):
 
 class CorpusError(SerError, ValueError):
     """A corpus or manifest is malformed: unknown label, missing speaker, no files."""
+
+
+class BusyError(SerError, RuntimeError):
+    """A work folder is in use by another process (names the folder and the holder)."""

@@ -19,6 +19,7 @@
    ``(seed, e)``; after every epoch a checkpoint (weights, optimizer state, epoch counter, RNG
    state, history) is written atomically to ``work_dir``. An interrupted run continues from the
    last finished epoch and ends with the same weights as an uninterrupted one.
+   One process at a time trains into a work folder (``work_dir/.lock``); a second one is refused.
 4. The model is exported as TorchScript with every configuration inside
    (:func:`ser_cli.model.export_model`; the network is scripted before the first epoch, so a
    model that cannot be exported fails at once) and ``<out>.train.json`` is written beside it.
@@ -43,7 +44,7 @@ import torch
 from torch import nn
 
 from ser_cli.corpora import Utterance, describe
-from ser_cli.errors import ConfigError, SerError
+from ser_cli.errors import BusyError, ConfigError, SerError
 from ser_cli.model import (
     CNN,
     MODEL_FORMAT,
@@ -71,6 +72,52 @@ __all__ = [
 
 _CACHE_VERSION = 1
 _CHECKPOINT_NAME = "checkpoint.pt"
+_LOCK_NAME = ".lock"
+# work folder -> the open lock file that holds it; an entry left by a call that raised is closed
+# by the next call on the same folder in this process
+_held_work_dirs: dict[Path, Any] = {}
+
+
+def _hold_work_dir(work: Path) -> None:
+    """Take ``work/.lock`` (``flock``), or raise :class:`BusyError` naming the process holding it.
+
+    Two processes training into one work folder would overwrite each other's checkpoints, e.g. an
+    evaluation fold started twice by a job array. The kernel releases the lock when its process
+    ends, however it ends, so a killed run never leaves a stale lock behind. Where ``fcntl`` does
+    not exist (Windows) nothing is locked.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        return
+    import socket
+
+    key = work.resolve()
+    _release_work_dir(key)
+    handle = open(work / _LOCK_NAME, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown process"
+        handle.close()
+        raise BusyError(
+            f"{work}: another process is training into this folder ({holder}); wait for it to "
+            "finish, or run elsewhere (evaluate: other --only-folds or another output folder)"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()} on {socket.gethostname()}, "
+                 f"since {datetime.now(timezone.utc).isoformat(timespec='seconds')}\n")
+    handle.flush()
+    _held_work_dirs[key] = handle
+
+
+def _release_work_dir(key: Path) -> None:
+    handle = _held_work_dirs.pop(key, None)
+    if handle is not None:
+        handle.close()
+
 _REFERENCE_EPOCHS = 50
 
 
@@ -895,6 +942,7 @@ def train(
     out_path = Path(out_path)
     work = Path(work_dir) if work_dir is not None else out_path.with_name(out_path.name + ".work")
     work.mkdir(parents=True, exist_ok=True)
+    _hold_work_dir(work)
     reporter = _Reporter(progress, progress_prefix)
     if command is None:
         command = shlex.join(sys.argv)
@@ -1098,6 +1146,7 @@ def train(
     tmp = report_path.with_name(report_path.name + ".tmp")
     tmp.write_text(json.dumps(report, indent=2) + "\n")
     os.replace(tmp, report_path)
+    _release_work_dir(work.resolve())
     return TrainResult(
         model_path=out_path,
         report_path=report_path,

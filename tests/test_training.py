@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 import ser_cli.training as train_module
 from ser_cli.corpora import read_corpus
-from ser_cli.errors import ConfigError
+from ser_cli.errors import BusyError, ConfigError
 from ser_cli.model import load_model
 from ser_cli.scoring import utterance_scores
 from ser_cli.training import TrainConfig, effective_milestones, extract_segments, predict_logits, train
@@ -92,6 +92,37 @@ def test_resume_equals_uninterrupted(synthetic_corpus, feature_cache, tmp_path, 
     assert [h["loss"] for h in resumed.history] == [h["loss"] for h in whole.history]
     report = json.loads(resumed.report_path.read_text())
     assert [h["epoch"] for h in report["history"]] == [1, 2, 3]
+
+
+def test_a_work_folder_trains_in_one_process_at_a_time(synthetic_corpus, feature_cache, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    utts = [u for u in read_corpus(synthetic_corpus) if u.speaker == "s3"][2:5]
+    work = tmp_path / "w"
+    work.mkdir()
+    with subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys; from pathlib import Path; from ser_cli.training import _hold_work_dir; "
+         "_hold_work_dir(Path(sys.argv[1])); print('held', flush=True); sys.stdin.read()", str(work)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    ) as holder:
+        try:
+            assert holder.stdout.readline().strip() == "held"
+            with pytest.raises(BusyError, match=rf"{work}: another process is training.*pid {holder.pid}"):
+                _run(utts, tmp_path / "m.pt", work, feature_cache, epochs=1)
+            assert not (work / "checkpoint.pt").exists()
+        finally:
+            os.kill(holder.pid, signal.SIGKILL)  # killed, not closed: the kernel drops its lock
+    assert _run(utts, tmp_path / "m.pt", work, feature_cache, epochs=1).model_path.is_file()
+    # a call that raised after taking the lock does not block the next call in the same process
+    with pytest.raises(ConfigError):
+        train(utts, tmp_path / "r.pt", model_config=tiny_model_config(), train_config=TrainConfig(epochs=1),
+              work_dir=tmp_path / "empty", cache_dir=feature_cache, device="cpu", precision="fp32",
+              progress=False, command="test", resume_only=True)
+    assert _run(utts, tmp_path / "r.pt", tmp_path / "empty", feature_cache, epochs=1).model_path.is_file()
 
 
 def test_bad_file_is_skipped_and_listed(synthetic_corpus, feature_cache, tmp_path):
