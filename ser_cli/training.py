@@ -73,27 +73,23 @@ __all__ = [
 _CACHE_VERSION = 1
 _CHECKPOINT_NAME = "checkpoint.pt"
 _LOCK_NAME = ".lock"
-# work folder -> the open lock file that holds it; an entry left by a call that raised is closed
-# by the next call on the same folder in this process
-_held_work_dirs: dict[Path, Any] = {}
+_REFERENCE_EPOCHS = 50
 
 
-def _hold_work_dir(work: Path) -> None:
-    """Take ``work/.lock`` (``flock``), or raise :class:`BusyError` naming the process holding it.
+def _hold_work_dir(work: Path):
+    """Take ``work/.lock`` (``flock``) and return its open file, or raise :class:`BusyError`.
 
     Two processes training into one work folder would overwrite each other's checkpoints, e.g. an
-    evaluation fold started twice by a job array. The kernel releases the lock when its process
-    ends, however it ends, so a killed run never leaves a stale lock behind. Where ``fcntl`` does
-    not exist (Windows) nothing is locked.
+    evaluation fold started twice by a job array. The lock lasts until the file is closed or its
+    process ends, however it ends, so a killed run never leaves a stale lock behind. Where
+    ``fcntl`` does not exist (Windows) nothing is locked and ``None`` is returned.
     """
     try:
         import fcntl
     except ImportError:  # pragma: no cover - not POSIX
-        return
+        return None
     import socket
 
-    key = work.resolve()
-    _release_work_dir(key)
     handle = open(work / _LOCK_NAME, "a+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -110,15 +106,7 @@ def _hold_work_dir(work: Path) -> None:
     handle.write(f"pid {os.getpid()} on {socket.gethostname()}, "
                  f"since {datetime.now(timezone.utc).isoformat(timespec='seconds')}\n")
     handle.flush()
-    _held_work_dirs[key] = handle
-
-
-def _release_work_dir(key: Path) -> None:
-    handle = _held_work_dirs.pop(key, None)
-    if handle is not None:
-        handle.close()
-
-_REFERENCE_EPOCHS = 50
+    return handle
 
 
 @dataclass(frozen=True)
@@ -942,220 +930,223 @@ def train(
     out_path = Path(out_path)
     work = Path(work_dir) if work_dir is not None else out_path.with_name(out_path.name + ".work")
     work.mkdir(parents=True, exist_ok=True)
-    _hold_work_dir(work)
-    reporter = _Reporter(progress, progress_prefix)
-    if command is None:
-        command = shlex.join(sys.argv)
+    lock = _hold_work_dir(work)
+    try:
+        reporter = _Reporter(progress, progress_prefix)
+        if command is None:
+            command = shlex.join(sys.argv)
 
-    # 1. features: cached segments (the paper's recipe), or waveforms re-segmented every epoch
-    if train_config.waveform_augmented:
-        items, skipped = _gather(utterances, _load_waveform, reporter, "features (decoding for augmentation)")
-    else:
-        hop = segment_config.train_hop_frames
-        items, skipped = _gather(
-            utterances, lambda path: extract_segments(path, hop, feature_config, segment_config, cache_dir),
-            reporter, "features (training)",
-        )
-    if not items:
-        raise CorpusError(f"none of the {len(utterances)} training files could be read")
-    used = [u for u, _ in items]
-    utt_class = np.array([class_index[u.label] for u in used], dtype=np.int64)
-    utt_weight = _utterance_weights(used, utt_class, len(classes), train_config)
-    fixed = None
-    if not train_config.waveform_augmented:
-        counts = [len(s) for _, s in items]
-        data_np = np.concatenate([s for _, s in items]) if len(items) > 1 else items[0][1]
-        fixed = _EpochData(data_np, np.repeat(np.arange(len(items)), counts), utt_class, utt_weight,
-                           torch_device)
-
-    def epoch_data(epoch: int) -> _EpochData:
-        if fixed is not None:
-            return fixed
-        segments, owner = _epoch_segments(
-            [w for _, w in items], epoch, train_config, feature_config, segment_config
-        )
-        return _EpochData(segments, owner, utt_class, utt_weight, torch_device)
-
-    # 2. model, optimiser, resume
-    configs = {
-        "feature_config": config_dict(feature_config),
-        "segment_config": config_dict(segment_config),
-        "model_config": config_dict(model_config),
-        "train_config": config_dict(train_config),
-        "scoring_config": config_dict(scoring_config),
-    }
-    fingerprint = _fingerprint(
-        [_training_identity(configs, train_config), classes,
-         [(u.path, u.label, u.family or u.corpus) for u in used]]
-    )
-    torch.manual_seed(train_config.seed)
-    model = CNN(model_config).to(torch_device, memory_format=torch.channels_last)
-    # scripted now: fails before the first epoch if it cannot be exported, and the export at the
-    # end copies the trained weights into it without reading the (possibly changed) source again
-    scripted = script_model(model)
-    if train_config.optimizer == "adamw":
-        optimizer = torch.optim.AdamW(
-            model.parameters(), lr=train_config.lr, weight_decay=train_config.weight_decay
-        )
-    else:
-        optimizer = torch.optim.SGD(
-            model.parameters(),
-            lr=train_config.lr,
-            momentum=train_config.momentum,
-            nesterov=train_config.nesterov,
-            weight_decay=train_config.weight_decay,
-        )
-    history: list[dict[str, Any]] = []
-    start_epoch = 1
-    checkpoint_path = work / _CHECKPOINT_NAME
-    if checkpoint_path.is_file():
-        try:
-            state = torch.load(checkpoint_path, map_location=torch_device, weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - an unreadable checkpoint is restarted
-            reporter.message(f"{checkpoint_path}: unreadable checkpoint ({exc}); starting over")
-            state = None
-        if state is not None and state.get("fingerprint") == fingerprint:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            torch.set_rng_state(state["torch_rng"].cpu())
-            history = list(state["history"])
-            start_epoch = int(state["epoch"]) + 1
-            reporter.message(f"resuming from {checkpoint_path} after epoch {start_epoch - 1}")
-        elif state is not None and not resume_only:
-            reporter.message(
-                f"{checkpoint_path}: checkpoint of other data or settings; starting over"
+        # 1. features: cached segments (the paper's recipe), or waveforms re-segmented every epoch
+        if train_config.waveform_augmented:
+            items, skipped = _gather(utterances, _load_waveform, reporter, "features (decoding for augmentation)")
+        else:
+            hop = segment_config.train_hop_frames
+            items, skipped = _gather(
+                utterances, lambda path: extract_segments(path, hop, feature_config, segment_config, cache_dir),
+                reporter, "features (training)",
             )
-    if resume_only and not history:
-        raise ConfigError(
-            f"{checkpoint_path}: no checkpoint of these data and training settings to reuse "
-            "(only the D4 average, the scoring hop and, for crop recipes, the D5 tail may differ)"
-        )
+        if not items:
+            raise CorpusError(f"none of the {len(utterances)} training files could be read")
+        used = [u for u, _ in items]
+        utt_class = np.array([class_index[u.label] for u in used], dtype=np.int64)
+        utt_weight = _utterance_weights(used, utt_class, len(classes), train_config)
+        fixed = None
+        if not train_config.waveform_augmented:
+            counts = [len(s) for _, s in items]
+            data_np = np.concatenate([s for _, s in items]) if len(items) > 1 else items[0][1]
+            fixed = _EpochData(data_np, np.repeat(np.arange(len(items)), counts), utt_class, utt_weight,
+                               torch_device)
 
-    # 3. epochs
-    reporter.start_task("training", train_config.epochs)
-    for _ in range(start_epoch - 1):
-        reporter.advance()
-    n_segments = fixed.n if fixed is not None else 0
-    for epoch in range(start_epoch, train_config.epochs + 1):
-        lr = _lr_for_epoch(train_config, epoch)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        model.train()
-        t0 = time.perf_counter()
-        batches = epoch_data(epoch)
-        n_segments = batches.n
-        n_batches = (n_segments + train_config.batch_size - 1) // train_config.batch_size
-        generator = torch.Generator().manual_seed(train_config.seed * 1_000_003 + epoch)
-        order = torch.randperm(n_segments, generator=generator)
-        batch_rng = np.random.default_rng([train_config.seed, epoch, 2])
-        loss_sum = torch.zeros((), dtype=torch.float64, device=torch_device)
-        correct = torch.zeros((), dtype=torch.long, device=torch_device)
-        for b in range(n_batches):
-            if train_config.lr_schedule != "step":
-                lr = _lr_for_epoch(train_config, epoch, b / n_batches)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-            index = order[b * train_config.batch_size : (b + 1) * train_config.batch_size]
-            x = _batch(batches.data, index, torch_device)
-            y = batches.labels.index_select(0, index.to(batches.labels.device))
-            x, loss_of = _augment_batch(x, y, batches.weights, index, train_config, batch_rng)
-            with autocast(torch_device, precision):
-                logits = model(x)
-            loss = loss_of(logits.float())
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss.detach().double() * len(index)
-            correct += (logits.detach().argmax(1) == y).sum()
-        seconds = time.perf_counter() - t0
-        row = {
-            "epoch": epoch,
-            "lr": lr,
-            "loss": float(loss_sum) / n_segments,
-            "accuracy": int(correct) / n_segments,
-            "segments": n_segments,
-            "seconds": round(seconds, 3),
-            "segments_per_s": round(n_segments / max(seconds, 1e-9), 2),
+        def epoch_data(epoch: int) -> _EpochData:
+            if fixed is not None:
+                return fixed
+            segments, owner = _epoch_segments(
+                [w for _, w in items], epoch, train_config, feature_config, segment_config
+            )
+            return _EpochData(segments, owner, utt_class, utt_weight, torch_device)
+
+        # 2. model, optimiser, resume
+        configs = {
+            "feature_config": config_dict(feature_config),
+            "segment_config": config_dict(segment_config),
+            "model_config": config_dict(model_config),
+            "train_config": config_dict(train_config),
+            "scoring_config": config_dict(scoring_config),
         }
-        if not np.isfinite(row["loss"]):
-            raise ConfigError(
-                f"training diverged at epoch {epoch} (loss {row['loss']}); lower --lr (now {train_config.lr})"
-            )
-        history.append(row)
-        _atomic_torch_save(
-            {
-                "fingerprint": fingerprint,
-                "epoch": epoch,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": {"epoch": epoch, "lr": lr},
-                "torch_rng": torch.get_rng_state(),
-                "history": history,
-            },
-            checkpoint_path,
+        fingerprint = _fingerprint(
+            [_training_identity(configs, train_config), classes,
+             [(u.path, u.label, u.family or u.corpus) for u in used]]
         )
-        eta = seconds * (train_config.epochs - epoch)
-        reporter.epoch(row, train_config.epochs, eta)
-    reporter.stop_task()
-    if history:
-        n_segments = int(history[-1].get("segments", n_segments))
+        torch.manual_seed(train_config.seed)
+        model = CNN(model_config).to(torch_device, memory_format=torch.channels_last)
+        # scripted now: fails before the first epoch if it cannot be exported, and the export at the
+        # end copies the trained weights into it without reading the (possibly changed) source again
+        scripted = script_model(model)
+        if train_config.optimizer == "adamw":
+            optimizer = torch.optim.AdamW(
+                model.parameters(), lr=train_config.lr, weight_decay=train_config.weight_decay
+            )
+        else:
+            optimizer = torch.optim.SGD(
+                model.parameters(),
+                lr=train_config.lr,
+                momentum=train_config.momentum,
+                nesterov=train_config.nesterov,
+                weight_decay=train_config.weight_decay,
+            )
+        history: list[dict[str, Any]] = []
+        start_epoch = 1
+        checkpoint_path = work / _CHECKPOINT_NAME
+        if checkpoint_path.is_file():
+            try:
+                state = torch.load(checkpoint_path, map_location=torch_device, weights_only=True)
+            except Exception as exc:  # noqa: BLE001 - an unreadable checkpoint is restarted
+                reporter.message(f"{checkpoint_path}: unreadable checkpoint ({exc}); starting over")
+                state = None
+            if state is not None and state.get("fingerprint") == fingerprint:
+                model.load_state_dict(state["model"])
+                optimizer.load_state_dict(state["optimizer"])
+                torch.set_rng_state(state["torch_rng"].cpu())
+                history = list(state["history"])
+                start_epoch = int(state["epoch"]) + 1
+                reporter.message(f"resuming from {checkpoint_path} after epoch {start_epoch - 1}")
+            elif state is not None and not resume_only:
+                reporter.message(
+                    f"{checkpoint_path}: checkpoint of other data or settings; starting over"
+                )
+        if resume_only and not history:
+            raise ConfigError(
+                f"{checkpoint_path}: no checkpoint of these data and training settings to reuse "
+                "(only the D4 average, the scoring hop and, for crop recipes, the D5 tail may differ)"
+            )
 
-    # 4. export
-    model.eval()
-    from ser_cli.audio import AudioConfig
+        # 3. epochs
+        reporter.start_task("training", train_config.epochs)
+        for _ in range(start_epoch - 1):
+            reporter.advance()
+        n_segments = fixed.n if fixed is not None else 0
+        for epoch in range(start_epoch, train_config.epochs + 1):
+            lr = _lr_for_epoch(train_config, epoch)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            model.train()
+            t0 = time.perf_counter()
+            batches = epoch_data(epoch)
+            n_segments = batches.n
+            n_batches = (n_segments + train_config.batch_size - 1) // train_config.batch_size
+            generator = torch.Generator().manual_seed(train_config.seed * 1_000_003 + epoch)
+            order = torch.randperm(n_segments, generator=generator)
+            batch_rng = np.random.default_rng([train_config.seed, epoch, 2])
+            loss_sum = torch.zeros((), dtype=torch.float64, device=torch_device)
+            correct = torch.zeros((), dtype=torch.long, device=torch_device)
+            for b in range(n_batches):
+                if train_config.lr_schedule != "step":
+                    lr = _lr_for_epoch(train_config, epoch, b / n_batches)
+                    for group in optimizer.param_groups:
+                        group["lr"] = lr
+                index = order[b * train_config.batch_size : (b + 1) * train_config.batch_size]
+                x = _batch(batches.data, index, torch_device)
+                y = batches.labels.index_select(0, index.to(batches.labels.device))
+                x, loss_of = _augment_batch(x, y, batches.weights, index, train_config, batch_rng)
+                with autocast(torch_device, precision):
+                    logits = model(x)
+                loss = loss_of(logits.float())
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                loss_sum += loss.detach().double() * len(index)
+                correct += (logits.detach().argmax(1) == y).sum()
+            seconds = time.perf_counter() - t0
+            row = {
+                "epoch": epoch,
+                "lr": lr,
+                "loss": float(loss_sum) / n_segments,
+                "accuracy": int(correct) / n_segments,
+                "segments": n_segments,
+                "seconds": round(seconds, 3),
+                "segments_per_s": round(n_segments / max(seconds, 1e-9), 2),
+            }
+            if not np.isfinite(row["loss"]):
+                raise ConfigError(
+                    f"training diverged at epoch {epoch} (loss {row['loss']}); lower --lr (now {train_config.lr})"
+                )
+            history.append(row)
+            _atomic_torch_save(
+                {
+                    "fingerprint": fingerprint,
+                    "epoch": epoch,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": {"epoch": epoch, "lr": lr},
+                    "torch_rng": torch.get_rng_state(),
+                    "history": history,
+                },
+                checkpoint_path,
+            )
+            eta = seconds * (train_config.epochs - epoch)
+            reporter.epoch(row, train_config.epochs, eta)
+        reporter.stop_task()
+        if history:
+            n_segments = int(history[-1].get("segments", n_segments))
 
-    metadata: dict[str, Any] = {
-        "format": MODEL_FORMAT,
-        "classes": classes,
-        **configs,
-        "audio_config": config_dict(AudioConfig()),
-        "package_version": __version__,
-        "torch_version": torch.__version__,
-        "command": command,
-        "data": describe(used),
-        "skipped": skipped,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "training": {
-            "epochs": len(history),
+        # 4. export
+        model.eval()
+        from ser_cli.audio import AudioConfig
+
+        metadata: dict[str, Any] = {
+            "format": MODEL_FORMAT,
+            "classes": classes,
+            **configs,
+            "audio_config": config_dict(AudioConfig()),
+            "package_version": __version__,
+            "torch_version": torch.__version__,
+            "command": command,
+            "data": describe(used),
+            "skipped": skipped,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "training": {
+                "epochs": len(history),
+                "n_segments": n_segments,
+                "final_loss": history[-1]["loss"] if history else None,
+                "final_accuracy": history[-1]["accuracy"] if history else None,
+                "device": str(torch_device),
+                "precision": precision,
+                "lr_milestones": list(effective_milestones(train_config)),
+            },
+        }
+        if extra_metadata:
+            metadata.update(extra_metadata)
+        # copy_ into the scripted module's own (CPU, fp32, contiguous) tensors
+        scripted.load_state_dict({name: value.detach().cpu() for name, value in model.state_dict().items()})
+        export_model(scripted.eval(), out_path, metadata)
+        report_path = out_path.with_name(out_path.name + ".train.json")
+        report = {
+            **{k: metadata[k] for k in ("classes", "command", "data", "skipped", "created", "package_version", "torch_version")},
+            "configs": configs,
+            "history": history,
+            "n_utterances": len(used),
             "n_segments": n_segments,
-            "final_loss": history[-1]["loss"] if history else None,
-            "final_accuracy": history[-1]["accuracy"] if history else None,
             "device": str(torch_device),
             "precision": precision,
-            "lr_milestones": list(effective_milestones(train_config)),
-        },
-    }
-    if extra_metadata:
-        metadata.update(extra_metadata)
-    # copy_ into the scripted module's own (CPU, fp32, contiguous) tensors
-    scripted.load_state_dict({name: value.detach().cpu() for name, value in model.state_dict().items()})
-    export_model(scripted.eval(), out_path, metadata)
-    report_path = out_path.with_name(out_path.name + ".train.json")
-    report = {
-        **{k: metadata[k] for k in ("classes", "command", "data", "skipped", "created", "package_version", "torch_version")},
-        "configs": configs,
-        "history": history,
-        "n_utterances": len(used),
-        "n_segments": n_segments,
-        "device": str(torch_device),
-        "precision": precision,
-        "threads": torch.get_num_threads(),
-        "seconds_total": round(time.time() - started, 3),
-        "model": str(out_path),
-    }
-    tmp = report_path.with_name(report_path.name + ".tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    os.replace(tmp, report_path)
-    _release_work_dir(work.resolve())
-    return TrainResult(
-        model_path=out_path,
-        report_path=report_path,
-        classes=classes,
-        history=history,
-        skipped=skipped,
-        n_utterances=len(used),
-        n_segments=n_segments,
-        device=str(torch_device),
-        precision=precision,
-        metadata=metadata,
-    )
+            "threads": torch.get_num_threads(),
+            "seconds_total": round(time.time() - started, 3),
+            "model": str(out_path),
+        }
+        tmp = report_path.with_name(report_path.name + ".tmp")
+        tmp.write_text(json.dumps(report, indent=2) + "\n")
+        os.replace(tmp, report_path)
+        return TrainResult(
+            model_path=out_path,
+            report_path=report_path,
+            classes=classes,
+            history=history,
+            skipped=skipped,
+            n_utterances=len(used),
+            n_segments=n_segments,
+            device=str(torch_device),
+            precision=precision,
+            metadata=metadata,
+        )
+    finally:
+        if lock is not None:
+            lock.close()

@@ -106,7 +106,7 @@ def test_a_work_folder_trains_in_one_process_at_a_time(synthetic_corpus, feature
     with subprocess.Popen(
         [sys.executable, "-c",
          "import sys; from pathlib import Path; from ser_cli.training import _hold_work_dir; "
-         "_hold_work_dir(Path(sys.argv[1])); print('held', flush=True); sys.stdin.read()", str(work)],
+         "lock = _hold_work_dir(Path(sys.argv[1])); print('held', flush=True); sys.stdin.read()", str(work)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     ) as holder:
         try:
@@ -117,7 +117,7 @@ def test_a_work_folder_trains_in_one_process_at_a_time(synthetic_corpus, feature
         finally:
             os.kill(holder.pid, signal.SIGKILL)  # killed, not closed: the kernel drops its lock
     assert _run(utts, tmp_path / "m.pt", work, feature_cache, epochs=1).model_path.is_file()
-    # a call that raised after taking the lock does not block the next call in the same process
+    # a call that raised after taking the lock has released it
     with pytest.raises(ConfigError):
         train(utts, tmp_path / "r.pt", model_config=tiny_model_config(), train_config=TrainConfig(epochs=1),
               work_dir=tmp_path / "empty", cache_dir=feature_cache, device="cpu", precision="fp32",
