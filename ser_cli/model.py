@@ -183,12 +183,34 @@ def _config_from_dict(cls, data: dict[str, Any], what: str):
 
 
 class _ConvBNReLU(nn.Sequential):
-    def __init__(self, c_in: int, c_out: int, kernel: tuple[int, int], padding: tuple[int, int]):
+    """Conv → BN → ReLU; with ``relu=False`` the ReLU is left to the max-pool that follows.
+
+    The ReLU slot holds ``nn.Identity`` then, so the state-dict keys are the same either way.
+    """
+
+    def __init__(self, c_in: int, c_out: int, kernel: tuple[int, int], padding: tuple[int, int],
+                 relu: bool = True):
         super().__init__(
             nn.Conv2d(c_in, c_out, kernel, padding=padding, bias=False),
             nn.BatchNorm2d(c_out),
-            nn.ReLU(inplace=True),
+            nn.ReLU(inplace=True) if relu else nn.Identity(),
         )
+
+
+class _MaxPoolReLU(nn.MaxPool2d):
+    """2 × 2 max-pool, then ReLU: the same values and gradients as ReLU then max-pool.
+
+    Both are monotone selections, so ``relu(max(a, b, c, d)) == max(relu(a), …, relu(d))`` exactly,
+    and the gradient reaches the same input (or none, where the maximum is not positive). Applied
+    after the pool, the ReLU and its backward touch a quarter of the values: on the ``ser`` layout
+    training is about 1.4× faster (benchmarks/RESULTS.md, "Model").
+    """
+
+    def __init__(self):
+        super().__init__(2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(F.max_pool2d(x, 2))
 
 
 class _Conv1(nn.Module):
@@ -196,14 +218,17 @@ class _Conv1(nn.Module):
 
     Group ``(h, w)`` uses padding ``((h - 1) // 2, (w - 1) // 2)``: (4, 0) for 10 × 2 and (0, 3)
     for 2 × 8, both giving 399 × 199 on a 400 × 200 input. Should shapes give different sizes,
-    every group is cropped at the end (bottom/right) to the smallest.
+    every group is cropped at the end (bottom/right) to the smallest. With ``pool`` (a max-pool
+    after Conv1, D2) each group is pooled and rectified before the concatenation, which is
+    exact (the pool is per channel; see :class:`_MaxPoolReLU`) and touches a quarter of the values.
     """
 
-    def __init__(self, shapes: tuple[tuple[int, int], ...], channels: tuple[int, ...]):
+    def __init__(self, shapes: tuple[tuple[int, int], ...], channels: tuple[int, ...], pool: bool = False):
         super().__init__()
+        self.pool = pool
         self.groups = nn.ModuleList(
             [
-                _ConvBNReLU(1, c, (h, w), ((h - 1) // 2, (w - 1) // 2))
+                _ConvBNReLU(1, c, (h, w), ((h - 1) // 2, (w - 1) // 2), relu=not pool)
                 for (h, w), c in zip(shapes, channels)
             ]
         )
@@ -216,23 +241,33 @@ class _Conv1(nn.Module):
         width = min([o.shape[3] for o in outs])
         cropped: list[torch.Tensor] = []
         for o in outs:
-            cropped.append(o[:, :, :height, :width])
+            o = o[:, :, :height, :width]
+            if self.pool:
+                o = F.relu(F.max_pool2d(o, 2))
+            cropped.append(o)
         return torch.cat(cropped, dim=1)
 
 
 class Trunk(nn.Module):
-    """Conv1 … Conv5 with BN + ReLU and 2 × 2 max-pools: ``(N, 1, F, T) -> (N, C, H, W)``."""
+    """Conv1 … Conv5 with BN + ReLU and 2 × 2 max-pools: ``(N, 1, F, T) -> (N, C, H, W)``.
+
+    Where a max-pool follows a convolution, the ReLU runs after the pool (exactly the same
+    network, see :class:`_MaxPoolReLU`); Conv1 pools inside itself, and an ``nn.Identity``
+    keeps the pool's place so that ``layers.<i>`` names the same modules as in older models.
+    """
 
     def __init__(self, config: ModelConfig):
         super().__init__()
-        layers: list[nn.Module] = [_Conv1(config.conv1_shapes, config.conv1_channels)]
-        if 1 in config.pool_after:
-            layers.append(nn.MaxPool2d(2))
+        pool1 = 1 in config.pool_after
+        layers: list[nn.Module] = [_Conv1(config.conv1_shapes, config.conv1_channels, pool=pool1)]
+        if pool1:
+            layers.append(nn.Identity())
         c_in = sum(config.conv1_channels)
         for index, width in enumerate(config.widths, start=2):
-            layers.append(_ConvBNReLU(c_in, width, (3, 3), (1, 1)))
-            if index in config.pool_after:
-                layers.append(nn.MaxPool2d(2))
+            pooled = index in config.pool_after
+            layers.append(_ConvBNReLU(c_in, width, (3, 3), (1, 1), relu=not pooled))
+            if pooled:
+                layers.append(_MaxPoolReLU())
             c_in = width
         self.layers = nn.Sequential(*layers)
 

@@ -82,6 +82,54 @@ def test_default_trunk_shape_and_size():
     assert 90_000 < n_params < 96_000
 
 
+def _textbook_trunk(trunk, x):
+    """The trunk in the textbook order, with ``trunk``'s own weights: every conv -> BN -> ReLU,
+    Conv1's groups cropped and concatenated, then the 2 x 2 max-pools where D2 puts them."""
+    from torch.nn import functional as F
+    from ser_cli.model import _Conv1, _ConvBNReLU, _MaxPoolReLU
+
+    for layer in trunk.layers:
+        if isinstance(layer, _Conv1):
+            outs = [F.relu(group[1](group[0](x))) for group in layer.groups]
+            h, w = min(o.shape[2] for o in outs), min(o.shape[3] for o in outs)
+            x = torch.cat([o[:, :, :h, :w] for o in outs], dim=1)
+            if layer.pool:
+                x = F.max_pool2d(x, 2)
+        elif isinstance(layer, _ConvBNReLU):
+            x = F.relu(layer[1](layer[0](x)))
+        elif isinstance(layer, _MaxPoolReLU):
+            x = F.max_pool2d(x, 2)
+        else:
+            assert isinstance(layer, torch.nn.Identity)  # the place of Conv1's pool
+    return x
+
+
+@pytest.mark.parametrize("pool_after", [(1, 2, 3), (2, 3), ()])
+def test_relu_after_the_pool_is_the_same_network(pool_after):
+    """ReLU runs after each max-pool (a quarter of the values): same outputs and gradients, bit
+    for bit, as the textbook order, in training and in eval mode; same parameter names."""
+    torch.manual_seed(0)
+    net = CNN(ModelConfig(n_classes=3, pool_after=pool_after, widths=(6, 6, 8, 8),
+                          conv1_channels=(4, 4)))
+    x = _segments(3, seed=2)
+    target = torch.tensor([0, 1, 2])
+    for train_mode in (True, False):
+        net.train(train_mode)
+        grads = []
+        for trunk in (net.trunk, lambda t: _textbook_trunk(net.trunk, t)):
+            net.zero_grad()
+            features = trunk(x)
+            torch.nn.functional.cross_entropy(net.head(features), target).backward()
+            grads.append((features.detach(), [p.grad.clone() for p in net.parameters()]))
+        (ours, ours_grads), (ref, ref_grads) = grads
+        assert torch.equal(ours, ref)
+        for a, b in zip(ours_grads, ref_grads):
+            assert torch.equal(a, b)
+    names = [n for n, _ in net.trunk.named_parameters()]
+    conv2 = 2 if 1 in pool_after else 1
+    assert f"layers.{conv2}.0.weight" in names and "layers.0.groups.1.1.bias" in names
+
+
 @pytest.mark.parametrize("head", HEADS)
 def test_head_works_on_any_map_size(head):
     net = CNN(tiny_model_config(head=head)).eval()
