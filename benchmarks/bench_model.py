@@ -4,7 +4,10 @@ For each architecture (the D2 default, pools after Conv2 and Conv3; and pool_aft
 each precision and each memory format, it times ``--timed`` SGD steps and ``--timed`` eval
 forward passes on random ``(batch, 1, 400, 200)`` segments after ``--warmup`` untimed ones, and
 prints segments per second. Before timing it checks that the bf16 and channels_last outputs agree
-with fp32 NCHW (the "reference"). It ends with what these rates mean for a full 10-fold EMO-DB
+with fp32 NCHW (the "reference"). Then, channels_last at the precision the CPU prefers, it times
+ser-cli's layer order (ReLU after each max-pool, Conv1 pooled before its concatenation) against
+the same weights in the textbook order (conv -> BN -> ReLU -> concatenate -> pool), after checking
+that both give the same logits. It ends with what these rates mean for a full 10-fold EMO-DB
 4-class evaluation with the paper's 50 epochs.
 
     python benchmarks/bench_model.py --batch 32 --timed 2
@@ -20,9 +23,13 @@ import sys
 import time
 from datetime import datetime, timezone
 
+import copy
+
 import torch
+from torch import nn
 
 from ser_cli.model import CNN, ModelConfig, autocast, cpu_has_native_bf16, resolve_device
+from ser_cli.model import _Conv1, _ConvBNReLU, _MaxPoolReLU
 
 VARIANTS = {
     "D2 default (pool after 2,3)": ModelConfig(n_classes=4),
@@ -35,6 +42,24 @@ def _model(config: ModelConfig, device, channels_last: bool) -> CNN:
     net = CNN(config).to(device)
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
+    return net
+
+
+def _textbook(net: CNN) -> CNN:
+    """``net`` with the same weights in the textbook layer order: every conv -> BN -> ReLU, Conv1's
+    groups concatenated, then ``nn.MaxPool2d``, as the trunk was built before ser-cli moved ReLU
+    after the pools (the peer of the layer-order comparison)."""
+    net = copy.deepcopy(net)
+    layers = net.trunk.layers
+    for i, layer in enumerate(layers):
+        if isinstance(layer, _Conv1):
+            for group in layer.groups:
+                group[2] = nn.ReLU(inplace=True)
+            layer.pool = False
+        elif isinstance(layer, _ConvBNReLU):
+            layer[2] = nn.ReLU(inplace=True)
+        elif isinstance(layer, _MaxPoolReLU) or (i == 1 and isinstance(layer, nn.Identity)):
+            layers[i] = nn.MaxPool2d(2)
     return net
 
 
@@ -62,8 +87,9 @@ def check(config: ModelConfig, device, batch: int) -> dict[str, float]:
     return out
 
 
-def time_train(config, device, precision, channels_last, batch, warmup, timed) -> float:
+def time_train(config, device, precision, channels_last, batch, warmup, timed, textbook=False) -> float:
     net = _model(config, device, channels_last).train()
+    net = _textbook(net) if textbook else net
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=1e-4)
     x = _input(batch, device, channels_last)
     y = torch.randint(0, config.n_classes, (batch,), generator=torch.Generator().manual_seed(2)).to(device)
@@ -83,8 +109,9 @@ def time_train(config, device, precision, channels_last, batch, warmup, timed) -
     return batch * timed / elapsed
 
 
-def time_infer(config, device, precision, channels_last, batch, warmup, timed) -> float:
+def time_infer(config, device, precision, channels_last, batch, warmup, timed, textbook=False) -> float:
     net = _model(config, device, channels_last).eval()
+    net = _textbook(net) if textbook else net
     x = _input(batch, device, channels_last)
     elapsed = 0.0
     with torch.inference_mode():
@@ -101,13 +128,14 @@ def time_infer(config, device, precision, channels_last, batch, warmup, timed) -
 
 def _train_in_process(args) -> float:
     """One spawned process: ``threads`` torch threads, wait at the barrier, time training."""
-    config, precision, batch, warmup, timed, threads, barrier = args
+    config, precision, batch, warmup, timed, threads, barrier, textbook = args
     torch.set_num_threads(threads)
     barrier.wait()
-    return time_train(config, torch.device("cpu"), precision, True, batch, warmup, timed)
+    return time_train(config, torch.device("cpu"), precision, True, batch, warmup, timed, textbook)
 
 
-def time_processes(config, precision, batch, warmup, timed, processes: int) -> tuple[float, list[float]]:
+def time_processes(config, precision, batch, warmup, timed, processes: int,
+                   textbook: bool = False) -> tuple[float, list[float]]:
     """Training segments/s of ``processes`` 1-thread processes running at once (their sum)."""
     import multiprocessing
 
@@ -116,7 +144,7 @@ def time_processes(config, precision, batch, warmup, timed, processes: int) -> t
         barrier = manager.Barrier(processes)
         with ctx.Pool(processes) as pool:
             rates = pool.map(_train_in_process,
-                             [(config, precision, batch, warmup, timed, 1, barrier)] * processes)
+                             [(config, precision, batch, warmup, timed, 1, barrier, textbook)] * processes)
     return sum(rates), rates
 
 
@@ -161,7 +189,24 @@ def main(argv=None) -> int:
                 inf = time_infer(config, device, precision, cl, args.batch, args.warmup, args.timed)
                 rates[(name, precision, cl)] = (tr, inf)
                 print(f"{precision:>9} {'CL' if cl else 'NCHW':>6} {tr:12.2f} {inf:12.2f}", flush=True)
-        print()
+        precision = "bf16" if (device.type == "cuda" or cpu_has_native_bf16()) and not args.skip_bf16 else "fp32"
+        net = _model(config, device, True).eval()
+        with torch.no_grad():
+            x = _input(2, device, True)
+            assert torch.equal(net(x), _textbook(net)(x)), "the layer orders disagree"
+        # the two orders alternate, best of three each, so neither pays the other's warm-up
+        best = {False: [0.0, 0.0], True: [0.0, 0.0]}
+        for _ in range(3):
+            for textbook in (True, False):
+                timed = (time_train(config, device, precision, True, args.batch, args.warmup,
+                                    args.timed, textbook),
+                         time_infer(config, device, precision, True, args.batch, args.warmup,
+                                    args.timed, textbook))
+                best[textbook] = [max(a, b) for a, b in zip(best[textbook], timed)]
+        (tr, inf), (tr0, inf0) = best[False], best[True]
+        print(f"layer order, {precision} CL, best of 3 alternated: ser-cli's (ReLU after the pools) "
+              f"train {tr:.2f} / infer {inf:.2f} seg/s, textbook train {tr0:.2f} / infer {inf0:.2f}: "
+              f"{tr / tr0:.2f}x in training, {inf / inf0:.2f}x in inference (same logits)\n", flush=True)
     if args.processes > 1 and device.type == "cpu":
         config = VARIANTS["pool_after=(1,2,3)"]
         precision = "bf16" if cpu_has_native_bf16() and not args.skip_bf16 else "fp32"
@@ -171,7 +216,11 @@ def main(argv=None) -> int:
         print(f"== parallel training, pool_after=(1,2,3), {precision}, channels_last: one process "
               f"with {torch.get_num_threads()} threads {one:.2f} seg/s; {args.processes} processes "
               f"with 1 thread each {total:.2f} seg/s in all ({', '.join(f'{r:.2f}' for r in each)}) "
-              f"= {total / one:.2f}x (ser-cli evaluate --jobs)\n")
+              f"= {total / one:.2f}x (ser-cli evaluate --jobs)")
+        total0, each0 = time_processes(config, precision, args.batch, args.warmup, args.timed,
+                                       args.processes, textbook=True)
+        print(f"   the same {args.processes} processes in the textbook order: {total0:.2f} seg/s in all "
+              f"({', '.join(f'{r:.2f}' for r in each0)}); ser-cli's order {total / total0:.2f}x\n")
     # EMO-DB 4 classes (neutral, happy, angry, sad): 339 utterances; the 2 s copies give one
     # training segment each; 10 folds each train on ~9/10 of them for 50 epochs and score ~34.
     passes = 339 * 0.9 * 50 * 10

@@ -203,7 +203,8 @@ class _MaxPoolReLU(nn.MaxPool2d):
     Both are monotone selections, so ``relu(max(a, b, c, d)) == max(relu(a), …, relu(d))`` exactly,
     and the gradient reaches the same input (or none, where the maximum is not positive). Applied
     after the pool, the ReLU and its backward touch a quarter of the values: on the ``ser`` layout
-    training is about 1.4× faster (benchmarks/RESULTS.md, "Model").
+    training is 1.36× faster with 2 threads, 1.64× as two 1-thread processes, and inference 1.54×
+    (benchmarks/RESULTS.md, "Layer order").
     """
 
     def __init__(self):
