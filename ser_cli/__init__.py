@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-from ser_cli.errors import AudioError, ConfigError, CorpusError, ModelFileError, SerError
+from ser_cli.errors import AudioError, BusyError, ConfigError, CorpusError, ModelFileError, SerError
 
 __version__ = "0.1.0"
 
@@ -30,6 +30,7 @@ __all__ = [
     "ConfigError",
     "CorpusError",
     "ModelFileError",
+    "BusyError",
     *_LAZY,
 ]
 
