@@ -5,10 +5,15 @@ computed, so segmentation, padding and normalisation stay exactly those of scori
 
 * :func:`speed_perturb`: Kaldi-style speed perturbation. The samples are read as if recorded at
   ``factor × 16 kHz`` and resampled to 16 kHz (soxr), so the utterance plays ``factor`` times
-  faster and every frequency, formants and pitch included, is scaled by ``factor``. At 0.9–1.1
-  this also covers what vocal-tract-length perturbation does (a warp of the frequency axis).
+  faster and every frequency, formants and pitch included, is scaled by ``factor``.
 * :func:`add_noise`: pink (1/f) noise at a given signal-to-noise ratio in dB, against the
   utterance's mean power.
+
+Spectrogram level (on an utterance's ``(400, T)`` magnitudes, before normalisation):
+
+* :func:`vtlp`: vocal-tract-length perturbation (Jaitly & Hinton, 2013), a piecewise-linear warp
+  of the frequency axis by ``alpha``: formants move, tempo and duration do not (speed
+  perturbation moves both).
 
 Batch level (torch, on normalised segments ``(N, 1, 400, 200)``):
 
@@ -27,7 +32,7 @@ import torch
 
 from ser_cli.errors import ConfigError
 
-__all__ = ["speed_perturb", "pink_noise", "add_noise", "mask_batch", "mixup"]
+__all__ = ["speed_perturb", "vtlp", "pink_noise", "add_noise", "mask_batch", "mixup"]
 
 
 def speed_perturb(samples: np.ndarray, factor: float, sample_rate: int = 16_000) -> np.ndarray:
@@ -66,6 +71,57 @@ def speed_perturb(samples: np.ndarray, factor: float, sample_rate: int = 16_000)
     return soxr.resample(samples, sample_rate * float(factor), sample_rate, quality="HQ").astype(
         np.float32, copy=False
     )
+
+
+def vtlp(spec: np.ndarray, alpha: float, boundary: float = 0.9) -> np.ndarray:
+    """Warp the frequency axis of a magnitude spectrogram by ``alpha`` (VTLP).
+
+    Jaitly & Hinton's piecewise-linear warp with the band's top bin as the fixed end point (the
+    spectrogram holds 0–4 kHz only, so nothing beyond it can be moved in): below the breakpoint
+    ``b = boundary · top · min(alpha, 1)`` a component at bin ``f`` moves to ``alpha · f``; above
+    it, ``[b / alpha, top]`` is mapped linearly onto ``[b, top]``. Each output bin reads the input
+    at its source frequency, interpolating linearly between bins.
+
+    Parameters
+    ----------
+    spec : np.ndarray, shape (F, T)
+        Magnitudes, frequency × time.
+    alpha : float
+        Warp factor in [0.5, 1.5]: > 1 moves formants up (a shorter vocal tract), < 1 down;
+        1.0 returns ``spec`` unchanged.
+    boundary : float
+        Breakpoint as a fraction of the band, in (0, 1).
+
+    Returns
+    -------
+    np.ndarray, shape (F, T), float32
+
+    Raises
+    ------
+    ConfigError
+        ``alpha`` or ``boundary`` out of range.
+
+    Examples
+    --------
+    >>> spec = np.zeros((400, 3), np.float32); spec[100] = 1.0
+    >>> int(np.argmax(vtlp(spec, 1.1)[:, 0])), int(np.argmax(vtlp(spec, 0.9)[:, 0]))
+    (110, 90)
+    """
+    if not (np.isfinite(alpha) and 0.5 <= alpha <= 1.5):
+        raise ConfigError(f"alpha={alpha!r} must lie in [0.5, 1.5]")
+    if not 0 < boundary < 1:
+        raise ConfigError(f"boundary={boundary!r} must lie in (0, 1)")
+    if alpha == 1.0:
+        return spec
+    top = spec.shape[0] - 1
+    out_bins = np.arange(spec.shape[0], dtype=np.float64)
+    b = boundary * top * min(alpha, 1.0)
+    source = np.where(out_bins <= b, out_bins / alpha,
+                      top - (top - out_bins) * (top - b / alpha) / (top - b))
+    source = np.clip(source, 0, top)
+    lo = np.minimum(np.floor(source).astype(np.int64), top - 1)
+    w = (source - lo)[:, None].astype(np.float32)
+    return ((1 - w) * spec[lo] + w * spec[lo + 1]).astype(np.float32, copy=False)
 
 
 def pink_noise(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -107,7 +163,7 @@ def add_noise(samples: np.ndarray, snr_db: float, rng: np.random.Generator) -> n
     --------
     >>> x = np.sin(np.arange(16000) * 0.1).astype(np.float32)
     >>> noisy = add_noise(x, 10.0, np.random.default_rng(0))
-    >>> round(10 * np.log10(np.mean(x ** 2) / np.mean((noisy - x) ** 2)), 2)
+    >>> round(float(10 * np.log10(np.mean(x ** 2) / np.mean((noisy - x) ** 2))), 2)
     10.0
     """
     power = float(np.mean(np.square(samples, dtype=np.float64))) if len(samples) else 0.0

@@ -121,6 +121,9 @@ def _recipe_text(tc: Mapping[str, Any], sc: Mapping[str, Any], training: Mapping
     if tc.get("noise_snr_db"):
         lo, hi = tc["noise_snr_db"]
         augment.append(f"pink noise at {lo:g}–{hi:g} dB SNR on {100 * tc.get('noise_prob', 0):.0f} % of utterances")
+    if tc.get("vtlp"):
+        lo, hi = tc["vtlp"]
+        augment.append(f"vocal-tract-length perturbation, warp factor {lo:g}–{hi:g}")
     if tc.get("freq_masks") or tc.get("time_masks"):
         augment.append(f"{tc.get('freq_masks')} frequency masks (≤ {tc.get('freq_mask_bins')} bins) and "
                        f"{tc.get('time_masks')} time masks (≤ {tc.get('time_mask_frames')} frames) per segment")

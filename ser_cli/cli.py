@@ -227,6 +227,9 @@ def training_options(func):
                      help="Speed perturbation factors drawn per utterance and epoch (ser 0.9,1.0,1.1)."),
         click.option("--noise-snr", "noise_snr_db", default=None, metavar="LOW,HIGH|off",
                      help="Add pink noise at an SNR in [LOW, HIGH] dB to half the utterances (off)."),
+        click.option("--vtlp", default=None, metavar="LOW,HIGH|off",
+                     help="Vocal-tract-length perturbation: warp each utterance's frequency axis by a "
+                     "factor drawn from [LOW, HIGH], e.g. 0.9,1.1 (off)."),
         click.option("--freq-masks", type=click.IntRange(min=0), default=None,
                      help="SpecAugment frequency masks per segment, up to 40 bins each (ser 2)."),
         click.option("--time-masks", type=click.IntRange(min=0), default=None,
@@ -310,6 +313,7 @@ def _training_setup(kw: dict) -> dict:
                                        "corpus_balance")},
         speed_factors=_float_list(kw["speed_factors"], "--speed"),
         noise_snr_db=_float_list(kw["noise_snr_db"], "--noise-snr"),
+        vtlp=_float_list(kw["vtlp"], "--vtlp"),
     )
     model_overrides = overrides["model"]
     if kw["pool_after"] is not None:

@@ -22,7 +22,7 @@ import os
 import warnings
 import zipfile
 import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -780,5 +780,14 @@ def _configs_from_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
 
 
 def config_dict(config: Any) -> dict[str, Any]:
-    """``asdict`` of a config dataclass, tuples as lists (JSON-ready)."""
-    return json.loads(json.dumps(asdict(config), default=_json_default))
+    """``asdict`` of a config dataclass, tuples as lists (JSON-ready).
+
+    A field declared with ``metadata={"omit_at_default": True}`` (one added after runs were made)
+    is left out while it has its default, so the configs, and the fingerprints that resume
+    checkpoints and finished folds, of every run made before it existed stay the same.
+    """
+    values = asdict(config)
+    for f in fields(config):
+        if f.metadata.get("omit_at_default") and values[f.name] == f.default:
+            del values[f.name]
+    return json.loads(json.dumps(values, default=_json_default))

@@ -162,6 +162,10 @@ class TrainConfig:
         ``[low, high]`` dB, for a fraction ``noise_prob`` of the utterances each epoch; empty: off.
     noise_prob : float
         Fraction of utterances that get noise when ``noise_snr_db`` is set (0.5).
+    vtlp : tuple of 2 float
+        Vocal-tract-length perturbation (:func:`ser_cli.augment.vtlp`): each epoch every
+        utterance's spectrogram is warped by a factor drawn uniformly from ``[low, high]``, e.g.
+        (0.9, 1.1); empty: off.
     freq_masks, time_masks : int
         SpecAugment-style masks per segment (:func:`ser_cli.augment.mask_batch`); 0: off.
     freq_mask_bins, time_mask_frames : int
@@ -169,9 +173,10 @@ class TrainConfig:
     mixup_alpha : float
         Mixup's Beta(alpha, alpha) parameter (:func:`ser_cli.augment.mixup`); 0: off.
 
-    Any of ``sampling="crops"``, ``speed_factors``, ``noise_snr_db`` makes training decode the
-    waveforms once and compute each epoch's segments afresh (about a second per thousand
-    utterances); otherwise the segments come from the feature cache as in the paper's recipe.
+    Any of ``sampling="crops"``, ``speed_factors``, ``noise_snr_db``, ``vtlp`` makes training
+    decode the waveforms once and compute each epoch's segments afresh (about a second per
+    thousand utterances); otherwise the segments come from the feature cache as in the paper's
+    recipe.
 
     Raises
     ------
@@ -208,11 +213,13 @@ class TrainConfig:
     time_masks: int = 0
     time_mask_frames: int = 30
     mixup_alpha: float = 0.0
+    vtlp: tuple[float, ...] = field(default=(), metadata={"omit_at_default": True})
 
     @property
     def waveform_augmented(self) -> bool:
         """True when each epoch's segments are computed afresh from the waveforms."""
-        return self.sampling == "crops" or bool(self.speed_factors) or bool(self.noise_snr_db)
+        return (self.sampling == "crops" or bool(self.speed_factors) or bool(self.noise_snr_db)
+                or bool(self.vtlp))
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "seed", "crops_per_utterance", "freq_masks",
@@ -249,8 +256,15 @@ class TrainConfig:
             raise ConfigError(f"speed_factors={speeds} must lie in [0.5, 2]")
         if snr and (len(snr) != 2 or not all(np.isfinite(snr)) or snr[0] > snr[1]):
             raise ConfigError(f"noise_snr_db={snr} must be (low, high) dB with low <= high")
+        try:
+            warp = tuple(float(v) for v in self.vtlp)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"vtlp={self.vtlp!r} must be a sequence of numbers") from exc
+        if warp and (len(warp) != 2 or not all(np.isfinite(warp)) or not 0.5 <= warp[0] <= warp[1] <= 1.5):
+            raise ConfigError(f"vtlp={warp} must be (low, high) with 0.5 <= low <= high <= 1.5")
         object.__setattr__(self, "speed_factors", speeds)
         object.__setattr__(self, "noise_snr_db", snr)
+        object.__setattr__(self, "vtlp", warp)
         if not 0 <= self.noise_prob <= 1:
             raise ConfigError(f"noise_prob={self.noise_prob} must be in [0, 1]")
         if not (self.mixup_alpha >= 0 and np.isfinite(self.mixup_alpha)):
@@ -554,7 +568,7 @@ def _epoch_segments(
     """One epoch's training segments, computed afresh from the waveforms.
 
     Each utterance is speed-perturbed and noised (as ``config`` says, with a generator seeded by
-    ``(seed, epoch)``), transformed, normalised as scoring does (D1), and cut: every segment at
+    ``(seed, epoch)``), transformed, warped (VTLP), normalised as scoring does (D1), and cut: every segment at
     ``train_hop_frames`` or ``crops_per_utterance`` windows at random offsets. An utterance
     shorter than one window gives its padded segment (D5).
 
@@ -565,7 +579,7 @@ def _epoch_segments(
         Index into ``waves`` of each segment.
     """
     from ser_cli import features
-    from ser_cli.augment import add_noise, speed_perturb
+    from ser_cli.augment import add_noise, speed_perturb, vtlp
     from ser_cli.segmentation import cut_segments
 
     rng = np.random.default_rng([config.seed, epoch, 1])
@@ -581,6 +595,8 @@ def _epoch_segments(
         if len(samples) < 640:  # a sped-up very short file: keep one frame
             samples = np.pad(samples, (0, 640 - len(samples)))
         spec = features.spectrogram(samples)
+        if config.vtlp:
+            spec = vtlp(spec, float(rng.uniform(*config.vtlp)))
         if not per_segment:
             spec = features.normalize(spec, "utterance", mu=feature_config.mu)
         if config.sampling == "crops" and spec.shape[1] > length:

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ser_cli import features
-from ser_cli.augment import add_noise, mask_batch, mixup, pink_noise, speed_perturb
+from ser_cli.augment import add_noise, mask_batch, mixup, pink_noise, speed_perturb, vtlp
 from ser_cli.errors import ConfigError
 import signals
 
@@ -28,6 +28,34 @@ def test_speed_perturb_identity_and_errors():
     assert speed_perturb(x, 1.0) is x
     with pytest.raises(ConfigError, match="factor"):
         speed_perturb(x, 0.0)
+
+
+@pytest.mark.parametrize("alpha", [0.9, 1.1])
+def test_vtlp_moves_formants_but_not_time(alpha):
+    x = signals.vowel(120.0, duration_s=1.0, seed=3)
+    spec = features.spectrogram(x)
+    warped = vtlp(spec, alpha)
+    assert warped.shape == spec.shape and warped.dtype == np.float32
+    # a 1 kHz tone (bin 100) moves to bin 100 * alpha; the frames stay where they were
+    tone = features.spectrogram(signals.tone(1000.0, 1.0))
+    peak = np.argmax(vtlp(tone, alpha)[:, 10:-10].mean(axis=1))
+    assert peak == round(100 * alpha)
+    # the warp is monotone and keeps both ends of the band: bin 0 and the top bin stay put
+    impulse = np.eye(400, dtype=np.float32)
+    moved = np.argmax(vtlp(impulse, alpha), axis=0)  # where each input bin ends up
+    assert moved[0] == 0 and moved[-1] == 399 and np.all(np.diff(moved) >= 0)
+    # loud frames stay loud: the warp is per frame
+    np.testing.assert_allclose(warped.sum(axis=0) / spec.sum(axis=0), 1.0, atol=0.15)
+
+
+def test_vtlp_identity_and_errors():
+    spec = np.random.default_rng(0).random((400, 5)).astype(np.float32)
+    assert vtlp(spec, 1.0) is spec
+    for alpha in (0.4, 1.6, float("nan")):
+        with pytest.raises(ConfigError, match="alpha"):
+            vtlp(spec, alpha)
+    with pytest.raises(ConfigError, match="boundary"):
+        vtlp(spec, 1.1, boundary=1.0)
 
 
 def test_pink_noise_falls_3_db_per_octave():

@@ -36,6 +36,9 @@ import signals
         ({"noise_prob": 1.5}, "noise_prob"),
         ({"freq_masks": -1}, "freq_masks"),
         ({"mixup_alpha": -0.1}, "mixup_alpha"),
+        ({"vtlp": (1.1, 0.9)}, "vtlp"),
+        ({"vtlp": (0.9,)}, "vtlp"),
+        ({"vtlp": (0.2, 1.1)}, "vtlp"),
     ],
 )
 def test_train_config_errors_name_the_field(kwargs, field):
@@ -202,6 +205,8 @@ def test_cli_train_and_model_info(synthetic_corpus, feature_cache, tmp_path):
     assert "classes: low, high" in info.output and "head=gap" in info.output
     bad = runner.invoke(main, ["train", str(synthetic_corpus), "-o", str(out), "--classes", "low,angry"])
     assert bad.exit_code == 1 and "angry not in the data" in bad.output
+    bad = runner.invoke(main, ["train", str(synthetic_corpus), "-o", str(out), "--vtlp", "1.1,0.9"])
+    assert bad.exit_code == 1 and "vtlp=(1.1, 0.9)" in bad.output
     assert "Example:" in runner.invoke(main, ["train", "--help"]).output
 
 
@@ -215,6 +220,17 @@ def test_recipes():
     assert overrides["model"] == {"pool_after": (1, 2, 3)}
     with pytest.raises(ConfigError, match="recipe='fast'"):
         train_module.recipe_configs("fast")
+
+
+def test_a_field_added_later_keeps_older_runs_fingerprints():
+    """vtlp came after runs were made: at its default it is left out of the configs (and so of
+    the fingerprints that resume checkpoints and finished folds); set, it is recorded."""
+    from ser_cli.model import config_dict
+
+    assert "vtlp" not in config_dict(TrainConfig())
+    assert set(config_dict(TrainConfig())) == {f for f in TrainConfig.__dataclass_fields__} - {"vtlp"}
+    assert config_dict(TrainConfig(vtlp=(0.9, 1.1)))["vtlp"] == [0.9, 1.1]
+    assert TrainConfig(**config_dict(TrainConfig(vtlp=(0.9, 1.1)))).vtlp == (0.9, 1.1)
 
 
 def test_utterance_weights_balance_classes_and_corpora():
@@ -246,6 +262,15 @@ def test_epoch_segments_are_fresh_each_epoch_and_reproducible():
     np.testing.assert_array_equal(seg1, again)
     seg2, _ = train_module._epoch_segments(waves, 2, config, FeatureConfig(), SegmentConfig())
     assert not np.array_equal(seg1, seg2)
+    # VTLP warps each utterance's spectrogram, reproducibly; off, it draws nothing from the rng
+    import dataclasses
+
+    warped = dataclasses.replace(config, vtlp=(0.9, 1.1))
+    assert warped.waveform_augmented
+    w1, _ = train_module._epoch_segments(waves, 1, warped, FeatureConfig(), SegmentConfig())
+    w1_again, _ = train_module._epoch_segments(waves, 1, warped, FeatureConfig(), SegmentConfig())
+    np.testing.assert_array_equal(w1, w1_again)
+    assert w1.shape == seg1.shape and not np.array_equal(w1, seg1)
     # segments sampling: every 2 s segment of the (unperturbed) utterance, as the paper cuts them
     every, owner = train_module._epoch_segments(
         waves, 1, TrainConfig(noise_snr_db=(30.0, 30.0), noise_prob=0.0), FeatureConfig(), SegmentConfig()
