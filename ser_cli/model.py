@@ -211,7 +211,11 @@ class _MaxPoolReLU(nn.MaxPool2d):
         super().__init__(2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(F.max_pool2d(x, 2))
+        return _pool_relu(x)
+
+
+def _pool_relu(x: torch.Tensor) -> torch.Tensor:
+    return F.relu(F.max_pool2d(x, 2))
 
 
 class _Conv1(nn.Module):
@@ -244,7 +248,7 @@ class _Conv1(nn.Module):
         for o in outs:
             o = o[:, :, :height, :width]
             if self.pool:
-                o = F.relu(F.max_pool2d(o, 2))
+                o = _pool_relu(o)
             cropped.append(o)
         return torch.cat(cropped, dim=1)
 

@@ -247,19 +247,16 @@ class TrainConfig:
         try:
             speeds = tuple(float(f) for f in self.speed_factors)
             snr = tuple(float(v) for v in self.noise_snr_db)
+            warp = tuple(float(v) for v in self.vtlp)
         except (TypeError, ValueError) as exc:
             raise ConfigError(
-                f"speed_factors={self.speed_factors!r} / noise_snr_db={self.noise_snr_db!r} "
-                "must be sequences of numbers"
+                f"speed_factors={self.speed_factors!r} / noise_snr_db={self.noise_snr_db!r} / "
+                f"vtlp={self.vtlp!r} must be sequences of numbers"
             ) from exc
         if any(not (np.isfinite(f) and 0.5 <= f <= 2.0) for f in speeds):
             raise ConfigError(f"speed_factors={speeds} must lie in [0.5, 2]")
         if snr and (len(snr) != 2 or not all(np.isfinite(snr)) or snr[0] > snr[1]):
             raise ConfigError(f"noise_snr_db={snr} must be (low, high) dB with low <= high")
-        try:
-            warp = tuple(float(v) for v in self.vtlp)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"vtlp={self.vtlp!r} must be a sequence of numbers") from exc
         if warp and (len(warp) != 2 or not all(np.isfinite(warp)) or not 0.5 <= warp[0] <= warp[1] <= 1.5):
             raise ConfigError(f"vtlp={warp} must be (low, high) with 0.5 <= low <= high <= 1.5")
         object.__setattr__(self, "speed_factors", speeds)
@@ -568,8 +565,8 @@ def _epoch_segments(
     """One epoch's training segments, computed afresh from the waveforms.
 
     Each utterance is speed-perturbed and noised (as ``config`` says, with a generator seeded by
-    ``(seed, epoch)``), transformed, warped (VTLP), normalised as scoring does (D1), and cut: every segment at
-    ``train_hop_frames`` or ``crops_per_utterance`` windows at random offsets. An utterance
+    ``(seed, epoch)``), transformed, warped (VTLP), normalised as scoring does (D1), and cut:
+    every segment at ``train_hop_frames`` or ``crops_per_utterance`` windows at random offsets. An utterance
     shorter than one window gives its padded segment (D5).
 
     Returns
