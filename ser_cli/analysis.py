@@ -217,8 +217,9 @@ def analyze(
     if plot:
         _require_matplotlib()
 
-    from ser_cli.model import load_model, resolve_device, resolve_precision
+    from ser_cli.model import keep_freed_memory, load_model, resolve_device, resolve_precision
 
+    keep_freed_memory()
     if shard is not None:
         from ser_cli.sharding import parse_shard
 

@@ -73,8 +73,9 @@ def _worker_scorer(model_path: str, model_sha256: str, device: str, precision: s
         scorer = _WORKER_CACHE.get(cache_key)
         if scorer is None:
             from ser_cli.analysis import _Scorer
-            from ser_cli.model import load_model, resolve_device
+            from ser_cli.model import keep_freed_memory, load_model, resolve_device
 
+            keep_freed_memory()
             torch_device = resolve_device(device)
             loaded = load_model(model_path, torch_device)
             if loaded.sha256 != model_sha256:

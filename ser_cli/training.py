@@ -52,6 +52,7 @@ from ser_cli.model import (
     autocast,
     config_dict,
     export_model,
+    keep_freed_memory,
     resolve_device,
     resolve_precision,
     script_model,
@@ -936,6 +937,7 @@ def train(
         if utt.label not in class_index:
             raise CorpusError(f"{utt.path}: label {utt.label!r} is not one of the classes {classes}")
     model_config = replace(model_config or ModelConfig(), n_classes=len(classes))
+    keep_freed_memory()
     torch_device = resolve_device(device)
     precision = resolve_precision(precision, torch_device)
     if threads is not None:
