@@ -402,9 +402,10 @@ def keep_freed_memory() -> bool:
     layout's Conv1 output is 160 MB at batch 64). glibc serves blocks above 32 MB with ``mmap``
     and unmaps them on free, so each step faults in, and the kernel zeroes, fresh pages: about a
     quarter of a training process's CPU time went to the kernel here. With ``mmap`` off and a 1 GB
-    trim threshold the blocks are reused instead (1.5× training throughput, about 0.8 GB more
-    resident memory; benchmarks/RESULTS.md, "Allocator"). Process-wide and idempotent; a no-op off
-    glibc, or when ``SER_SYSTEM_MALLOC=1`` asks to leave the allocator alone.
+    trim threshold the blocks are reused instead: 1.69× the training throughput of two 1-thread
+    processes, for 0.3–0.5 GB more resident memory each (benchmarks/RESULTS.md, "Allocator").
+    Process-wide and idempotent; a no-op off glibc, or when ``SER_SYSTEM_MALLOC=1`` asks to leave
+    the allocator alone.
     """
     global _allocator_tuned
     if _allocator_tuned:
