@@ -208,7 +208,7 @@ def training_options(func):
         click.option("--head", default="attention", show_default=True,
                      type=click.Choice(["attention", "gap", "bilinear"]), help="Class-score head."),
         click.option("--epochs", type=click.IntRange(min=1), default=None,
-                     help="Epochs (paper 50, ser 12 with 2 crops per utterance each)."),
+                     help="Epochs (paper 50, ser 48 with 2 crops per utterance each)."),
         click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Segments per step (64)."),
         click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
                      help="Peak learning rate (paper 0.05, ser 0.002)."),

@@ -295,7 +295,7 @@ RECIPES: dict[str, dict[str, dict[str, Any]]] = {
     "paper": {"train": {}, "model": {}, "feature": {}},
     "ser": {
         "train": {
-            "epochs": 12,
+            "epochs": 48,
             "optimizer": "adamw",
             "lr": 2e-3,
             "weight_decay": 0.05,
