@@ -1,13 +1,16 @@
-"""Issue #10's confirmation run against the bundled recipe, on the same test folds.
+"""Issue #10's confirmation run against the first bundled model's recipe, on the same test folds.
 
-Compares a joint evaluation (EMO-DB originals + RAVDESS, ``--folds emodb=10,ravdess=6``) run with
-one setting changed (default: ``results/confirm/ser48``, 48 epochs) with the bundled model's own
-evaluation (``results/default-model/joint``, 12 epochs). Where the new run is partial, the
-reference is pooled over the same folds, so both rows cover the same test utterances. Prints a
+Compares an evaluation run with one setting changed (default: ``results/default-model/joint``,
+the 48-epoch bundled model's joint EMO-DB + RAVDESS evaluation) with a reference run on the same
+folds (default: ``results/default-model-12ep/joint``, the first bundled model's, 12 epochs).
+Where the new run is partial, the reference is pooled over the same folds, so both rows cover
+the same test utterances. Prints a
 Markdown table: WA / UA per corpus and pooled, and the paired count of utterances right only with
 each run with its exact McNemar p.
 
-    python docs/confirm_epochs.py [RUN]        (RUN under docs/results/confirm/)
+    python docs/confirm_epochs.py [RUN [REFERENCE]]    (folders under docs/results/)
+
+e.g. ``default-model/cross-corpus default-model-12ep/cross-corpus`` for the cross-corpus runs.
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ from render_paper_tables import fmt_p, mcnemar
 from ser_cli.evaluation import confusion_matrix, metrics_from_confusion
 
 ROOT = Path(__file__).resolve().parent / "results"
-REFERENCE = ROOT / "default-model" / "joint"
 
 
 def rows(run_dir: Path, folds: list[int]) -> dict[str, tuple[str, str, str]]:
@@ -45,19 +47,21 @@ def scores(preds: dict[str, tuple[str, str, str]], classes: list[str], corpus: s
 
 
 def main() -> None:
-    run_dir = ROOT / "confirm" / (sys.argv[1] if len(sys.argv) > 1 else "ser48")
+    run_dir = ROOT / (sys.argv[1] if len(sys.argv) > 1 else "default-model/joint")
+    reference = ROOT / (sys.argv[2] if len(sys.argv) > 2 else "default-model-12ep/joint")
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    ref_metrics = json.loads((REFERENCE / "metrics.json").read_text())
+    ref_metrics = json.loads((reference / "metrics.json").read_text())
     folds, classes = metrics["folds_run"], metrics["classes"]
     if classes != ref_metrics["classes"]:
-        raise SystemExit(f"{run_dir} and {REFERENCE} have different classes")
-    new, ref = rows(run_dir, folds), rows(REFERENCE, folds)
+        raise SystemExit(f"{run_dir} and {reference} have different classes")
+    new, ref = rows(run_dir, folds), rows(reference, folds)
     if new.keys() != ref.keys():
-        raise SystemExit(f"{run_dir} and {REFERENCE} scored different utterances on folds {folds}")
+        raise SystemExit(f"{run_dir} and {reference} scored different utterances on folds {folds}")
     label = f"folds {','.join(map(str, folds))} of {metrics['n_folds']}"
     print(f"| run ({label}) | epochs | EMO-DB WA / UA | RAVDESS WA / UA | pooled WA / UA |")
     print("|---|---|---|---|---|")
-    for name, m, preds in (("bundled recipe", ref_metrics, ref), (run_dir.name, metrics, new)):
+    name_new, name_ref = run_dir.relative_to(ROOT).as_posix(), reference.relative_to(ROOT).as_posix()
+    for name, m, preds in ((name_ref, ref_metrics, ref), (name_new, metrics, new)):
         print(f"| {name} | {m['epochs']} | {scores(preds, classes, 'emodb')} "
               f"| {scores(preds, classes, 'ravdess')} | {scores(preds, classes, None)} |")
     print()
@@ -66,8 +70,8 @@ def main() -> None:
         a = {u: new[u][1] == new[u][2] for u in keep}
         b = {u: ref[u][1] == ref[u][2] for u in keep}
         only_new, only_ref, p = mcnemar(a, b)
-        print(f"{corpus or 'pooled'}: {len(keep)} utterances, right only with {run_dir.name}: "
-              f"{only_new}, only with the bundled recipe: {only_ref}, exact McNemar {fmt_p(p)}")
+        print(f"{corpus or 'pooled'}: {len(keep)} utterances, right only with {name_new}: "
+              f"{only_new}, only with {name_ref}: {only_ref}, exact McNemar {fmt_p(p)}")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@
 # docs/results.md: Table 1 heads, D1, 7 classes, D3, D5 padding; then
 # 8-class RAVDESS (six folds of four actors), and the D5 tail and scoring-hop rescoring of the
 # bundled model's joint evaluation (needs its fold models in JOINT, default runs/eval-default,
-# from the command in docs/results/default-model/joint/command.txt), and last the Fig. 2
+# from the command in docs/results/default-model-12ep/joint/command.txt), and last the Fig. 2
 # filter-shape study (not run yet: about 1 h of one core per fold for its 11 shapes, so 10 h here;
 # plot with python docs/plot_filter_shapes.py OUT/fig2 docs/results/fig2). Two folds train at once. Every evaluate resumes its finished folds and epochs, so rerunning this script
 # after an interruption continues where it stopped. Then:

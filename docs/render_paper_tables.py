@@ -109,12 +109,12 @@ def segments_per_utterance(run_dir: Path) -> float:
 
 def rescored_rows() -> list[str]:
     """D5 tail and scoring hop: the joint run's fold models rescored (``--reuse-models``)."""
-    joint_dir = ROOT / "results" / "default-model" / "joint"
+    joint_dir = ROOT / "results" / "default-model-12ep" / "joint"
     runs = [(name, label) for name, label in RESCORED if (RESCORE / name / "metrics.json").is_file()]
     if not runs or not (joint_dir / "metrics.json").is_file():
         return []
     out = ["### D5 tail and test-time shifted segmentation (the joint run's models, rescored)", "",
-           "The bundled model's evaluation (EMO-DB full-length originals + RAVDESS, 10 + 6 folds) "
+           "The first bundled model's 12-epoch joint evaluation (EMO-DB full-length originals + RAVDESS, 10 + 6 folds) "
            "scored again by the same 10 fold models with one scoring setting changed "
            "(`ser-cli evaluate ... --reuse-models`; training never sees these settings in the `ser` "
            "recipe, so no model is retrained). Outputs: [`results/rescore/`](results/rescore/).", "",
@@ -181,9 +181,9 @@ def render() -> str:
             out.append(f"| {decision} | {ref_label} (default) | {wa:.1f} | {ua:.1f} | {folds} | – |")
             out.append(f"| | {var_label} | {100 * var['wa']:.1f} | {100 * var['ua']:.1f} | {folds} "
                        f"| {paired(var_run, ref_run)} |")
-        # Every emodb/ clip is one segment, so D4 is measured on the bundled model's joint run,
+        # Every emodb/ clip is one segment, so D4 is measured on the 12-epoch joint run,
         # whose EMO-DB utterances are the full-length originals (several segments each).
-        joint_path = ROOT / "results" / "default-model" / "joint" / "metrics.json"
+        joint_path = ROOT / "results" / "default-model-12ep" / "joint" / "metrics.json"
         if joint_path.is_file():
             joint = json.loads(joint_path.read_text())
             for corpus, m in joint["by_corpus"].items():
@@ -194,10 +194,10 @@ def render() -> str:
                     out.append(f"| {name} | {label} | {100 * a['wa']:.1f} | {100 * a['ua']:.1f} | {len(m['folds'])} folds | |")
                     first = False
             out += ["", "¹ Every `emodb/` clip is a single 2 s segment, so D4 cannot change a result there; it is "
-                    "measured on the bundled model's own evaluation (EMO-DB full-length originals + RAVDESS, "
-                    "[`results/default-model/joint/`](results/default-model/joint/)). " + d4_discordance(joint_path.parent), ""]
+                    "measured on the 12-epoch joint evaluation (EMO-DB full-length originals + RAVDESS, "
+                    "[`results/default-model-12ep/joint/`](results/default-model-12ep/joint/)). " + d4_discordance(joint_path.parent), ""]
         out += rescored_rows()
-        joint_dir = ROOT / "results" / "default-model" / "joint"
+        joint_dir = ROOT / "results" / "default-model-12ep" / "joint"
         if (joint_dir / "metrics.json").is_file():
             joint = json.loads((joint_dir / "metrics.json").read_text())["by_corpus"]["emodb"]
             only_joint, only_ref, p = mcnemar(correct(joint_dir), correct(RUNS / "attention"))
@@ -206,7 +206,7 @@ def render() -> str:
                     "|---|---|---|---|",
                     f"| EMO-DB `emodb/` 2 s copies alone (the Table 1 attention row) | {100 * ref['wa']:.1f} "
                     f"| {100 * ref['ua']:.1f} | – |",
-                    f"| EMO-DB full-length originals where they exist + RAVDESS (the bundled model's evaluation) "
+                    f"| EMO-DB full-length originals where they exist + RAVDESS (the 12-epoch joint evaluation) "
                     f"| {100 * joint['wa']:.1f} | {100 * joint['ua']:.1f} | {only_joint} / {only_ref}, {fmt_p(p)} |",
                     "", "Same recipe, same test speakers and utterances (scored from the original recording "
                     "where there is one); the second row also trains on every RAVDESS actor outside the "

@@ -28,6 +28,9 @@ _LIMITATIONS = """\
 - Scores are the softmax of a small CNN, not calibrated probabilities.
 - Speaker-independent numbers come from leave-speakers-out folds; with 10–34 speakers per corpus
   they carry several points of uncertainty.
+- They are measured on new speakers of the corpora the model was trained on. On recordings unlike
+  those (another corpus, language or microphone) expect much less: where the card has a
+  cross-corpus evaluation (trained on one corpus, tested on the other), that is the better guide.
 """
 
 
