@@ -3,8 +3,10 @@
 # speakers of outer fold 1; docs/results.md, "Screening the levers"), 12 epochs: each run is the
 # `ser` recipe with one part taken away (or VTLP added), against `ser12-adamw` and its seeds 1
 # and 2 (docs/results/screening/ser12-adamw{,-s1,-s2}), whose spread is the noise to beat.
-# Two runs train at once (one thread each); every run resumes where it stopped. Then copy each
-# OUT/<run>/{metrics.json,metrics.csv,predictions.csv,command.txt} to docs/results/screening/<run>/.
+# Last, a wider trunk (Conv2-Conv5 1.5 times as wide). Two runs train at once (one thread each);
+# every run resumes where it stopped. Then copy each
+# OUT/<run>/{metrics.json,metrics.csv,predictions.csv,command.txt} to docs/results/screening/<run>/
+# and render the table with: cd docs && python lever_ablations.py
 #
 #   SER_DATA=../shared/data docs/lever_ablations.sh [OUT]      (OUT default runs/screen)
 set -e
@@ -12,8 +14,11 @@ D=${SER_DATA:?set SER_DATA to the folder that holds emodb/, emodb_original_subse
 OUT=${1:-runs/screen}
 EX=emodb:03,ravdess:01,ravdess:02,ravdess:03,ravdess:04
 S="ser-cli evaluate $D/emodb_original_subset $D/emodb $D/ravdess --classes neutral,happy,angry,sad \
-   --exclude-speakers $EX --folds emodb=4,ravdess=4 --only-folds 1 --threads 1 --epochs 12 --quiet"
-run() { name=$1; shift; $S "$@" -o "$OUT/$name"; }
+   --exclude-speakers $EX --folds emodb=4,ravdess=4 --only-folds 1 --threads 1 --quiet"
+run() { name=$1; shift; $S --epochs 12 "$@" -o "$OUT/$name"; }
 run ser12-no-speed   --speed off                                  & run ser12-no-masks --freq-masks 0 --time-masks 0; wait
 run ser12-no-mixup   --mixup 0                                    & run ser12-no-smoothing --label-smoothing 0; wait
 run ser12-no-balance --no-class-balance --no-corpus-balance       & run ser12-vtlp --vtlp 0.9,1.1; wait
+# the lever that stood out, again with seeds 1 and 2, and at the recipe's 48 epochs (against ser48-adamw)
+run ser12-no-speed-s1 --speed off --seed 1                        & run ser12-no-speed-s2 --speed off --seed 2; wait
+$S --epochs 48 --speed off -o "$OUT/ser48-no-speed"               & run ser12-wide --widths 48,72,96,120; wait

@@ -1,0 +1,64 @@
+"""Issue #10's levers one at a time: render the ablation table from the committed screening runs.
+
+Each run of ``docs/lever_ablations.sh`` is the `ser` recipe on the inner screening fold with one
+part taken away (or VTLP added). The reference is ``ser12-adamw`` (the full recipe, seed 0, the
+same seed as the ablations) and its seeds 1 and 2, whose spread is the noise a lever has to beat.
+Prints a Markdown table: UA per corpus and pooled, and against the full recipe with the same seed
+and epochs, the pooled difference and the paired count of utterances right only with each, with
+its exact McNemar p. Runs not there yet are left out.
+
+    cd docs && python lever_ablations.py
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from render_paper_tables import correct, fmt_p, mcnemar
+
+SCREEN = Path(__file__).resolve().parent / "results" / "screening"
+REFERENCE = "ser12-adamw"
+SEEDS = [REFERENCE, f"{REFERENCE}-s1", f"{REFERENCE}-s2"]
+#: (run, what it changes, the run it is paired with: the full recipe with the same seed and epochs)
+ABLATIONS = [
+    ("ser12-no-speed", "without speed perturbation (`--speed off`)", REFERENCE),
+    ("ser12-no-masks", "without SpecAugment masks (`--freq-masks 0 --time-masks 0`)", REFERENCE),
+    ("ser12-no-mixup", "without mixup (`--mixup 0`)", REFERENCE),
+    ("ser12-no-smoothing", "without label smoothing (`--label-smoothing 0`)", REFERENCE),
+    ("ser12-no-balance", "without class and corpus loss weights", REFERENCE),
+    ("ser12-vtlp", "with VTLP 0.9–1.1 added (`--vtlp 0.9,1.1`)", REFERENCE),
+    ("ser12-no-speed-s1", "without speed perturbation, seed 1", f"{REFERENCE}-s1"),
+    ("ser12-no-speed-s2", "without speed perturbation, seed 2", f"{REFERENCE}-s2"),
+    ("ser12-wide", "Conv2–Conv5 1.5× as wide (`--widths 48,72,96,120`)", REFERENCE),
+    ("ser48-no-speed", "without speed perturbation, 48 epochs", "ser48-adamw"),
+]
+
+
+def uas(run: str) -> tuple[float, float, float]:
+    m = json.loads((SCREEN / run / "metrics.json").read_text())
+    return 100 * m["by_corpus"]["emodb"]["ua"], 100 * m["by_corpus"]["ravdess"]["ua"], 100 * m["ua"]
+
+
+def main() -> None:
+    print("| run | EMO-DB UA | RAVDESS UA | pooled UA | paired with | pooled UA − its | "
+          "right only here / only there |")
+    print("|---|---|---|---|---|---|---|")
+    for name in SEEDS:
+        e, r, p = uas(name)
+        label = "the `ser` recipe" + ("" if name == REFERENCE else f", seed {name[-1]}")
+        print(f"| `{name}`: {label} | {e:.1f} | {r:.1f} | {p:.1f} | – | – | – |")
+    for name, label, ref in ABLATIONS:
+        if not (SCREEN / name / "metrics.json").is_file():
+            continue
+        e, r, p = uas(name)
+        only_here, only_ref, pv = mcnemar(correct(SCREEN / name), correct(SCREEN / ref))
+        print(f"| `{name}`: {label} | {e:.1f} | {r:.1f} | {p:.1f} | `{ref}` | {p - uas(ref)[2]:+.1f} "
+              f"| {only_here} / {only_ref}, {fmt_p(pv)} |")
+    pooled = [uas(s)[2] for s in SEEDS]
+    print(f"\nSeed spread of the full recipe at 12 epochs, pooled UA: {min(pooled):.1f}–{max(pooled):.1f} "
+          f"(mean {sum(pooled) / len(pooled):.1f}).")
+
+
+if __name__ == "__main__":
+    main()
