@@ -31,7 +31,10 @@ ABLATIONS = [
     ("ser12-no-speed-s1", "without speed perturbation, seed 1", f"{REFERENCE}-s1"),
     ("ser12-no-speed-s2", "without speed perturbation, seed 2", f"{REFERENCE}-s2"),
     ("ser12-wide", "Conv2–Conv5 1.5× as wide (`--widths 48,72,96,120`)", REFERENCE),
+    ("ser12-wide-s1", "Conv2–Conv5 1.5× as wide, seed 1", f"{REFERENCE}-s1"),
+    ("ser12-wide-s2", "Conv2–Conv5 1.5× as wide, seed 2", f"{REFERENCE}-s2"),
     ("ser48-no-speed", "without speed perturbation, 48 epochs", "ser48-adamw"),
+    ("ser48-wide", "Conv2–Conv5 1.5× as wide, 48 epochs", "ser48-adamw"),
 ]
 
 

@@ -22,3 +22,6 @@ run ser12-no-balance --no-class-balance --no-corpus-balance       & run ser12-vt
 # the lever that stood out, again with seeds 1 and 2, and at the recipe's 48 epochs (against ser48-adamw)
 run ser12-no-speed-s1 --speed off --seed 1                        & run ser12-no-speed-s2 --speed off --seed 2; wait
 $S --epochs 48 --speed off -o "$OUT/ser48-no-speed"               & run ser12-wide --widths 48,72,96,120; wait
+# the wider trunk with seeds 1 and 2, and at 48 epochs
+$S --epochs 48 --widths 48,72,96,120 -o "$OUT/ser48-wide" &
+run ser12-wide-s1 --widths 48,72,96,120 --seed 1 && run ser12-wide-s2 --widths 48,72,96,120 --seed 2; wait
