@@ -1,8 +1,9 @@
 """Issue #10's levers one at a time: render the ablation table from the committed screening runs.
 
 Each run of ``docs/lever_ablations.sh`` is the `ser` recipe on the inner screening fold with one
-part taken away (or VTLP added). The reference is ``ser12-adamw`` (the full recipe, seed 0, the
-same seed as the ablations) and its seeds 1 and 2, whose spread is the noise a lever has to beat.
+part taken away or changed (VTLP added, a wider trunk). The reference is ``ser12-adamw`` (the
+full recipe, seed 0, the same seed as the ablations) and its seeds 1 and 2, whose spread is the
+noise a lever has to beat.
 Prints a Markdown table: UA per corpus and pooled, and against the full recipe with the same seed
 and epochs, the pooled difference and the paired count of utterances right only with each, with
 its exact McNemar p. Runs not there yet are left out.
