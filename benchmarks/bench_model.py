@@ -1,6 +1,8 @@
-"""Training and inference speed of CNN_TF: fp32 vs bf16, NCHW vs channels_last, two D2 variants.
+"""Training and inference speed of CNN_TF: fp32 vs bf16, NCHW vs channels_last, three D2 variants.
 
-For each architecture (the D2 default, pools after Conv2 and Conv3; and pool_after=(1, 2, 3)),
+For each architecture (``d2``: the D2 default, pools after Conv2 and Conv3; ``ser``:
+pool_after=(1, 2, 3), the ``ser`` recipe's; ``ser-wide``: the same with Conv2-Conv5 1.5 times as
+wide, ``--widths 48,72,96,120``; ``--variants`` picks some),
 each precision and each memory format, it times ``--timed`` SGD steps and ``--timed`` eval
 forward passes on random ``(batch, 1, 400, 200)`` segments after ``--warmup`` untimed ones, and
 prints segments per second. Before timing it checks that the bf16 and channels_last outputs agree
@@ -11,6 +13,7 @@ that both give the same logits. It ends with what these rates mean for a full 10
 4-class evaluation with the paper's 50 epochs.
 
     python benchmarks/bench_model.py --batch 32 --timed 2
+    python benchmarks/bench_model.py --variants ser,ser-wide --processes 2
 """
 
 from __future__ import annotations
@@ -32,8 +35,10 @@ from ser_cli.model import CNN, ModelConfig, autocast, cpu_has_native_bf16, resol
 from ser_cli.model import _Conv1, _ConvBNReLU, _MaxPoolReLU
 
 VARIANTS = {
-    "D2 default (pool after 2,3)": ModelConfig(n_classes=4),
-    "pool_after=(1,2,3)": ModelConfig(n_classes=4, pool_after=(1, 2, 3)),
+    "d2": ("D2 default (pool after 2,3)", ModelConfig(n_classes=4)),
+    "ser": ("pool_after=(1,2,3)", ModelConfig(n_classes=4, pool_after=(1, 2, 3))),
+    "ser-wide": ("pool_after=(1,2,3), widths 48,72,96,120",
+                 ModelConfig(n_classes=4, pool_after=(1, 2, 3), widths=(48, 72, 96, 120))),
 }
 
 
@@ -158,8 +163,14 @@ def main(argv=None) -> int:
     parser.add_argument("--skip-bf16", action="store_true")
     parser.add_argument("--processes", type=int, default=0,
                         help="also time N 1-thread training processes at once against one "
-                        "process with all threads (pool_after=(1,2,3), channels_last)")
+                        "process with all threads (each variant but d2, channels_last)")
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help=f"comma-separated, of {', '.join(VARIANTS)} (default all)")
     args = parser.parse_args(argv)
+    variants = args.variants.split(",")
+    unknown = sorted(set(variants) - set(VARIANTS))
+    if unknown:
+        parser.error(f"--variants: unknown {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
@@ -177,7 +188,8 @@ def main(argv=None) -> int:
     print(f"batch {args.batch}, {args.warmup} warm-up + {args.timed} timed steps per cell; segments/s\n")
     precisions = ["fp32"] if args.skip_bf16 else ["fp32", "bf16"]
     rates = {}
-    for name, config in VARIANTS.items():
+    for key in variants:
+        name, config = VARIANTS[key]
         diffs = check(config, device, 2)
         print(f"== {name}: {sum(p.numel() for p in CNN(config).parameters())} parameters; "
               "max |logit - fp32 NCHW|: " + ", ".join(f"{k} {v:.2e}" for k, v in diffs.items()))
@@ -187,7 +199,7 @@ def main(argv=None) -> int:
             for cl in (False, True):
                 tr = time_train(config, device, precision, cl, args.batch, args.warmup, args.timed)
                 inf = time_infer(config, device, precision, cl, args.batch, args.warmup, args.timed)
-                rates[(name, precision, cl)] = (tr, inf)
+                rates[(key, precision, cl)] = (tr, inf)
                 print(f"{precision:>9} {'CL' if cl else 'NCHW':>6} {tr:12.2f} {inf:12.2f}", flush=True)
         precision = "bf16" if (device.type == "cuda" or cpu_has_native_bf16()) and not args.skip_bf16 else "fp32"
         net = _model(config, device, True).eval()
@@ -207,13 +219,15 @@ def main(argv=None) -> int:
         print(f"layer order, {precision} CL, best of 3 alternated: ser-cli's (ReLU after the pools) "
               f"train {tr:.2f} / infer {inf:.2f} seg/s, textbook train {tr0:.2f} / infer {inf0:.2f}: "
               f"{tr / tr0:.2f}x in training, {inf / inf0:.2f}x in inference (same logits)\n", flush=True)
-    if args.processes > 1 and device.type == "cpu":
-        config = VARIANTS["pool_after=(1,2,3)"]
+    for key in variants if args.processes > 1 and device.type == "cpu" else ():
+        if key == "d2":
+            continue
+        name, config = VARIANTS[key]
         precision = "bf16" if cpu_has_native_bf16() and not args.skip_bf16 else "fp32"
-        one = rates[("pool_after=(1,2,3)", precision, True)][0]
+        one = rates[(key, precision, True)][0]
         total, each = time_processes(config, precision, args.batch, args.warmup, args.timed,
                                      args.processes)
-        print(f"== parallel training, pool_after=(1,2,3), {precision}, channels_last: one process "
+        print(f"== parallel training, {name}, {precision}, channels_last: one process "
               f"with {torch.get_num_threads()} threads {one:.2f} seg/s; {args.processes} processes "
               f"with 1 thread each {total:.2f} seg/s in all ({', '.join(f'{r:.2f}' for r in each)}) "
               f"= {total / one:.2f}x (ser-cli evaluate --jobs)")
@@ -226,8 +240,9 @@ def main(argv=None) -> int:
     passes = 339 * 0.9 * 50 * 10
     print("10-fold EMO-DB 4-class evaluation, 50 epochs, ~1 training segment per utterance "
           f"({passes:.0f} segment passes; scoring is negligible):")
-    for name in VARIANTS:
-        tr, inf = rates[(name, "fp32", True)]
+    for key in variants:
+        name = VARIANTS[key][0]
+        tr, inf = rates[(key, "fp32", True)]
         print(f"  {name}, fp32 channels_last: {passes / tr / 3600:.1f} h training "
               f"+ {339 * 1 / inf:.0f} s scoring")
     return 0
