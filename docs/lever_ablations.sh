@@ -25,3 +25,6 @@ $S --epochs 48 --speed off -o "$OUT/ser48-no-speed"               & run ser12-wi
 # the wider trunk with seeds 1 and 2, and at 48 epochs
 $S --epochs 48 --widths 48,72,96,120 -o "$OUT/ser48-wide" &
 run ser12-wide-s1 --widths 48,72,96,120 --seed 1 && run ser12-wide-s2 --widths 48,72,96,120 --seed 2; wait
+# the wider trunk at 48 epochs with seed 1, against the same recipe and seed without it
+$S --epochs 48 --seed 1 --widths 48,72,96,120 -o "$OUT/ser48-wide-s1" &
+$S --epochs 48 --seed 1 -o "$OUT/ser48-adamw-s1"; wait

@@ -4,9 +4,8 @@
 # docs/results.md: Table 1 heads, D1, 7 classes, D3, D5 padding; then
 # 8-class RAVDESS (six folds of four actors), and the D5 tail and scoring-hop rescoring of the
 # bundled model's joint evaluation (needs its fold models in JOINT, default runs/eval-default,
-# from the command in docs/results/default-model-12ep/joint/command.txt), and last the Fig. 2
-# filter-shape study (not run yet: about 1 h of one core per fold for its 11 shapes, so 10 h here;
-# plot with python docs/plot_filter_shapes.py OUT/fig2 docs/results/fig2). Two folds train at once. Every evaluate resumes its finished folds and epochs, so rerunning this script
+# from the command in docs/results/default-model-12ep/joint/command.txt). The Fig. 2 filter-shape
+# study has its own script, docs/filter_shapes.sh. Two folds train at once. Every evaluate resumes its finished folds and epochs, so rerunning this script
 # after an interruption continues where it stopped. Then:
 #   for each run, copy OUT/<run>/{metrics.json,metrics.csv,predictions.csv,command.txt,confusion*.png}
 #   to docs/results/paper/<run>/ (the rescored runs to docs/results/rescore/<run>/) and run
@@ -33,8 +32,3 @@ $R --tail drop      -o "$OUT/rescore/tail-drop"
 $R --score-hop 20   -o "$OUT/rescore/hop20"
 $R --score-hop 100  -o "$OUT/rescore/hop100"
 $R --score-hop 100 --tail drop -o "$OUT/rescore/hop100-tail-drop"
-# Fig. 2: Conv1 alone (one group of 16 filters, no pooling) + GAP + linear 16 -> 4, one run per shape:
-# heights 2..100 at width 2, widths 2..80 at height 2
-for shape in 2x2 5x2 10x2 20x2 50x2 100x2 2x4 2x8 2x16 2x40 2x80; do
-  $E $C --widths none --conv1 "$shape" --conv1-channels 16 --pool-after none --head gap -o "$OUT/fig2/$shape"
-done

@@ -3,7 +3,8 @@
 Each run is one Conv1 shape, in a folder named ``<height>x<width>`` (e.g. ``10x2``) holding
 ``metrics.json``. Writes ``fig2_height.png`` (width 2, heights on the x axis) and
 ``fig2_width.png`` (height 2, widths on the x axis): WA and per-class recall against the shape,
-and prints the same numbers as a Markdown table.
+and prints the same numbers as a Markdown table. The plots' titles say how many folds and epochs
+the runs had (read from their ``metrics.json``), so a reduced run is labelled as one.
 
     python docs/plot_filter_shapes.py runs/fig2 docs/results/fig2
 """
@@ -21,6 +22,15 @@ def load(root: Path) -> dict[tuple[int, int], dict]:
         height, width = (int(v) for v in metrics.parent.name.split("x"))
         runs[(height, width)] = json.loads(metrics.read_text())
     return runs
+
+
+def protocol(runs: dict[tuple[int, int], dict]) -> str:
+    """``"<folds> folds, <epochs> epochs"`` shared by every run; raises if the runs differ."""
+    kinds = {(m["n_folds"], m["epochs"], m["partial"]) for m in runs.values()}
+    if len(kinds) != 1:
+        raise SystemExit(f"the runs differ in folds, epochs or completeness: {sorted(kinds)}")
+    folds, epochs, partial = kinds.pop()
+    return f"{folds} folds{' (partial)' if partial else ''}, {epochs} epochs"
 
 
 def plot(runs: dict[tuple[int, int], dict], out: Path) -> None:
@@ -44,7 +54,8 @@ def plot(runs: dict[tuple[int, int], dict], out: Path) -> None:
         ax.set_xlabel(f"Conv1 filter {name} ({'frequency bins, 10 Hz' if name == 'height' else 'frames, 10 ms'}); "
                       f"{'width' if name == 'height' else 'height'} 2")
         ax.set_ylabel("%")
-        ax.set_title(f"Conv1 alone + GAP: accuracy against filter {name}")
+        ax.set_title(f"Conv1 alone + GAP: accuracy against filter {name}\n"
+                     f"{len(runs[shapes[0]]['classes'])} classes, {protocol(runs)}", fontsize=10)
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
         fig.tight_layout()
@@ -68,4 +79,5 @@ if __name__ == "__main__":
     if not found:
         sys.exit(f"{source}: no <height>x<width>/metrics.json folders")
     plot(found, target)
+    print(f"{protocol(found)}\n")
     print(table(found))
