@@ -3,7 +3,7 @@
 Each run of ``docs/lever_ablations.sh`` is the `ser` recipe on the inner screening fold with one
 part taken away or changed (VTLP added, a wider trunk). The reference is ``ser12-adamw`` (the
 full recipe, seed 0, the same seed as the ablations) and its seeds 1 and 2, whose spread is the
-noise a lever has to beat.
+noise a lever has to beat; at 48 epochs, ``ser48-adamw`` and its seed 1.
 Prints a Markdown table: UA per corpus and pooled, and against the full recipe with the same seed
 and epochs, the pooled difference and the paired count of utterances right only with each, with
 its exact McNemar p. Runs not there yet are left out.
@@ -21,6 +21,8 @@ from render_paper_tables import correct, fmt_p, mcnemar
 SCREEN = Path(__file__).resolve().parent / "results" / "screening"
 REFERENCE = "ser12-adamw"
 SEEDS = [REFERENCE, f"{REFERENCE}-s1", f"{REFERENCE}-s2"]
+#: the full recipe at 48 epochs, seeds 0 and 1: the references of the 48-epoch runs
+SEEDS_48 = ["ser48-adamw", "ser48-adamw-s1"]
 #: (run, what it changes, the run it is paired with: the full recipe with the same seed and epochs)
 ABLATIONS = [
     ("ser12-no-speed", "without speed perturbation (`--speed off`)", REFERENCE),
@@ -36,6 +38,7 @@ ABLATIONS = [
     ("ser12-wide-s2", "Conv2–Conv5 1.5× as wide, seed 2", f"{REFERENCE}-s2"),
     ("ser48-no-speed", "without speed perturbation, 48 epochs", "ser48-adamw"),
     ("ser48-wide", "Conv2–Conv5 1.5× as wide, 48 epochs", "ser48-adamw"),
+    ("ser48-wide-s1", "Conv2–Conv5 1.5× as wide, 48 epochs, seed 1", "ser48-adamw-s1"),
 ]
 
 
@@ -48,9 +51,12 @@ def main() -> None:
     print("| run | EMO-DB UA | RAVDESS UA | pooled UA | paired with | pooled UA − its | "
           "right only here / only there |")
     print("|---|---|---|---|---|---|---|")
-    for name in SEEDS:
+    for name in SEEDS + SEEDS_48:
+        if not (SCREEN / name / "metrics.json").is_file():
+            continue
         e, r, p = uas(name)
-        label = "the `ser` recipe" + ("" if name == REFERENCE else f", seed {name[-1]}")
+        label = ("the `ser` recipe" + (", 48 epochs" if name in SEEDS_48 else "")
+                 + (f", seed {name[-1]}" if name.endswith(("-s1", "-s2")) else ""))
         print(f"| `{name}`: {label} | {e:.1f} | {r:.1f} | {p:.1f} | – | – | – |")
     for name, label, ref in ABLATIONS:
         if not (SCREEN / name / "metrics.json").is_file():
