@@ -258,6 +258,9 @@ def training_options(func):
                      help="Filters per Conv1 group."),
         click.option("--attention-reduce", type=click.Choice(["sum", "mean"]), default="sum",
                      show_default=True, help="D3: sum or mean over positions in attention pooling."),
+        click.option("--gap-batchnorm", is_flag=True, default=False,
+                     help="--head gap: batch-normalise the pooled features before the linear "
+                     "layer (what the filter-shape study's Conv1-alone network needs to train)."),
         click.option("--average", type=click.Choice(["logits", "probs"]), default="logits",
                      show_default=True, help="D4: average segment logits or probabilities."),
         click.option("--pad", type=click.Choice(["repeat", "zeros"]), default=None,
@@ -340,6 +343,7 @@ def _training_setup(kw: dict) -> dict:
             conv1_shapes=_shape_list(kw["conv1_shapes"]),
             conv1_channels=_int_list(kw["conv1_channels"], "--conv1-channels"),
             attention_reduce=kw["attention_reduce"],
+            gap_batchnorm=kw["gap_batchnorm"],
             **model_overrides,
         ),
         "train_config": train_config,

@@ -94,6 +94,12 @@ class ModelConfig:
         Filters in each Conv1 group; default (8, 8), concatenated to 16 channels.
     attention_reduce : {"sum", "mean"}
         D3: attention scores are the sum or the mean over positions of top-down × bottom-up.
+    gap_batchnorm : bool
+        ``head="gap"`` only: batch-normalise the C pooled features before the linear layer. It
+        changes the conditioning, not the function class: in eval mode it is a per-channel affine
+        map the linear layer could absorb. Fig. 2's network needs it to train: averaged over
+        the whole unpooled Conv1 map, its 16 features vary between segments by a tenth of their
+        mean, too little for a linear layer to learn from in the recipe's steps (docs/results.md).
 
     Raises
     ------
@@ -113,6 +119,7 @@ class ModelConfig:
     conv1_shapes: tuple[tuple[int, int], ...] = ((10, 2), (2, 8))
     conv1_channels: tuple[int, ...] = (8, 8)
     attention_reduce: str = "sum"
+    gap_batchnorm: bool = field(default=False, metadata={"omit_at_default": True})
 
     def __post_init__(self) -> None:
         # JSON round trips turn tuples into lists: normalise so equality and hashing work.
@@ -150,6 +157,10 @@ class ModelConfig:
             )
         if self.attention_reduce not in _REDUCE:
             raise ConfigError(f"attention_reduce={self.attention_reduce!r} is not one of sum, mean")
+        if not isinstance(self.gap_batchnorm, bool):
+            raise ConfigError(f"gap_batchnorm={self.gap_batchnorm!r} must be true or false")
+        if self.gap_batchnorm and self.head != "gap":
+            raise ConfigError(f"gap_batchnorm=True needs head='gap', not {self.head!r}")
 
     @property
     def trunk_channels(self) -> int:
@@ -282,14 +293,20 @@ class Trunk(nn.Module):
 
 
 class GAPHead(nn.Module):
-    """CNN_TF_GAP: global average pooling, then linear C → K. ``(N, C, H, W) -> (N, K)``."""
+    """CNN_TF_GAP: global average pooling, then linear C → K. ``(N, C, H, W) -> (N, K)``.
 
-    def __init__(self, channels: int, n_classes: int):
+    With ``batchnorm`` the pooled features are batch-normalised before the linear layer
+    (:attr:`ModelConfig.gap_batchnorm`); without it ``norm`` is an ``nn.Identity`` and holds no
+    state, so the state-dict keys are those of the plain head.
+    """
+
+    def __init__(self, channels: int, n_classes: int, batchnorm: bool = False):
         super().__init__()
+        self.norm = nn.BatchNorm1d(channels) if batchnorm else nn.Identity()
         self.fc = nn.Linear(channels, n_classes)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.fc(features.mean(dim=(2, 3)))
+        return self.fc(self.norm(features.mean(dim=(2, 3)).float()))
 
 
 class BilinearHead(nn.Module):
@@ -355,7 +372,7 @@ class CNN(nn.Module):
         self.trunk = Trunk(config)
         c, k = config.trunk_channels, config.n_classes
         if config.head == "gap":
-            self.head = GAPHead(c, k)
+            self.head = GAPHead(c, k, config.gap_batchnorm)
         elif config.head == "bilinear":
             self.head = BilinearHead(c, k)
         else:

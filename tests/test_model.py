@@ -59,6 +59,8 @@ def _segments(n, seed=0):
         ({"conv1_channels": (8,)}, "conv1_channels"),
         ({"conv1_shapes": ((0, 2), (2, 8))}, "conv1_shapes"),
         ({"attention_reduce": "max"}, "attention_reduce"),
+        ({"gap_batchnorm": True}, "gap_batchnorm"),  # needs head="gap"
+        ({"head": "gap", "gap_batchnorm": 1}, "gap_batchnorm"),
     ],
 )
 def test_model_config_errors_name_the_field(kwargs, field):
@@ -316,6 +318,41 @@ def test_conv1_alone_is_the_filter_shape_study_network():
         ModelConfig(widths=(), pool_after=(2,))
     with pytest.raises(ConfigError, match="widths"):
         ModelConfig(widths=(8, 8))
+
+
+def test_gap_batchnorm_is_an_affine_map_before_the_linear_layer(tmp_path):
+    """In eval mode the normalised GAP head equals a plain GAP head whose linear layer has the
+    batch norm folded in (same function class); it exports and reloads; and a model without it
+    keeps the plain head's configs (so fingerprints and state-dict keys do not change)."""
+    from ser_cli.model import config_dict
+
+    config = ModelConfig(n_classes=4, widths=(), conv1_shapes=((10, 2),), conv1_channels=(16,),
+                         head="gap", pool_after=(), gap_batchnorm=True)
+    torch.manual_seed(0)
+    net = CNN(config)
+    x = _segments(6)
+    net.train()
+    net(x)  # move the running statistics away from their initial 0 / 1
+    norm = net.head.norm
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 2.0)
+        norm.bias.uniform_(-1.0, 1.0)
+    net.eval()
+    plain = CNN(ModelConfig(**{**config_dict(config), "gap_batchnorm": False})).eval()
+    plain.trunk.load_state_dict(net.trunk.state_dict())
+    scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+    with torch.no_grad():
+        plain.head.fc.weight.copy_(net.head.fc.weight * scale)
+        plain.head.fc.bias.copy_(net.head.fc.bias + net.head.fc.weight @ (norm.bias - norm.running_mean * scale))
+        torch.testing.assert_close(plain(x), net(x), rtol=1e-4, atol=1e-4)
+        assert not torch.allclose(net(x), CNN(config).eval()(x))  # the norm does act
+    path = export_model(net, tmp_path / "bn.pt", _metadata(("a", "b", "c", "d"), config))
+    loaded = load_model(path)
+    assert loaded.model_config.gap_batchnorm
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.module(x), net(x), rtol=1e-5, atol=1e-5)
+    assert "gap_batchnorm" not in config_dict(plain.config)
+    assert set(plain.state_dict()) == {k for k in net.state_dict() if not k.startswith("head.norm")}
 
 
 _FAULTS_SCRIPT = """
