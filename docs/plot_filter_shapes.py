@@ -3,7 +3,9 @@
 Each run is one Conv1 shape, in a folder named ``<height>x<width>`` (e.g. ``10x2``) holding
 ``metrics.json``. Writes ``fig2_height.png`` (width 2, heights on the x axis) and
 ``fig2_width.png`` (height 2, widths on the x axis): WA and per-class recall against the shape,
-and prints the same numbers as a Markdown table. The plots' titles say how many folds and epochs
+and prints the same numbers as a Markdown table, each shape paired with the paper's pick on its
+axis (10 × 2 for heights, 2 × 8 for widths): utterances right only with it / only with the pick,
+exact McNemar p. The plots' titles say how many folds and epochs
 the runs had (read from their ``metrics.json``), so a reduced run is labelled as one.
 
     python docs/plot_filter_shapes.py runs/fig2 docs/results/fig2
@@ -15,12 +17,18 @@ import json
 import sys
 from pathlib import Path
 
+from render_paper_tables import correct, fmt_p, mcnemar
+
+#: the paper's choices (SPEC §6: WA levels off from height about 10, peaks near width 8)
+PICKS = {"height": (10, 2), "width": (2, 8)}
+
 
 def load(root: Path) -> dict[tuple[int, int], dict]:
     runs = {}
     for metrics in sorted(root.glob("*x*/metrics.json")):
         height, width = (int(v) for v in metrics.parent.name.split("x"))
         runs[(height, width)] = json.loads(metrics.read_text())
+        runs[(height, width)]["dir"] = metrics.parent
     return runs
 
 
@@ -65,11 +73,22 @@ def plot(runs: dict[tuple[int, int], dict], out: Path) -> None:
 
 def table(runs: dict[tuple[int, int], dict]) -> str:
     classes = next(iter(runs.values()))["classes"]
-    lines = ["| shape (h × w) | WA % | UA % | " + " | ".join(f"{c} %" for c in classes) + " |",
-             "|---|---|---|" + "---|" * len(classes)]
+    lines = ["| shape (h × w) | WA % | UA % | " + " | ".join(f"{c} %" for c in classes)
+             + " | against the pick: right only here / only there |",
+             "|---|---|---|" + "---|" * len(classes) + "---|"]
     for (h, w), m in sorted(runs.items(), key=lambda kv: (kv[0][1] != 2, kv[0][1], kv[0][0])):
         recalls = " | ".join(f"{100 * (m['recalls'][c] or 0):.1f}" for c in classes)
-        lines.append(f"| {h} × {w} | {100 * m['wa']:.1f} | {100 * m['ua']:.1f} | {recalls} |")
+        if (h, w) in PICKS.values():
+            versus = "the pick"
+        else:
+            # 2 x 2 is on both axes: against both picks
+            picks = [PICKS["height"]] * (w == 2) + [PICKS["width"]] * (h == 2)
+            cells = []
+            for pick in (q for q in picks if q in runs):
+                here, there, p = mcnemar(correct(m["dir"]), correct(runs[pick]["dir"]))
+                cells.append(f"{here} / {there} against {pick[0]} × {pick[1]}, {fmt_p(p)}")
+            versus = "; ".join(cells) or "–"
+        lines.append(f"| {h} × {w} | {100 * m['wa']:.1f} | {100 * m['ua']:.1f} | {recalls} | {versus} |")
     return "\n".join(lines)
 
 
