@@ -58,6 +58,7 @@ def plot(runs: dict[tuple[int, int], dict], out: Path) -> None:
         for c in runs[shapes[0]]["classes"]:
             ax.plot(xs, [100 * (runs[s]["recalls"][c] or 0) for s in shapes], "--.", label=c)
         ax.set_xscale("log")
+        ax.minorticks_off()
         ax.set_xticks(xs, [str(x) for x in xs])
         ax.set_xlabel(f"Conv1 filter {name} ({'frequency bins, 10 Hz' if name == 'height' else 'frames, 10 ms'}); "
                       f"{'width' if name == 'height' else 'height'} 2")
