@@ -37,6 +37,8 @@ ABLATIONS = [
     ("ser12-wide-s1", "Conv2–Conv5 1.5× as wide, seed 1", f"{REFERENCE}-s1"),
     ("ser12-wide-s2", "Conv2–Conv5 1.5× as wide, seed 2", f"{REFERENCE}-s2"),
     ("ser48-no-speed", "without speed perturbation, 48 epochs", "ser48-adamw"),
+    ("ser48-no-masks", "without SpecAugment masks, 48 epochs", "ser48-adamw"),
+    ("ser48-no-mixup", "without mixup, 48 epochs", "ser48-adamw"),
     ("ser48-wide", "Conv2–Conv5 1.5× as wide, 48 epochs", "ser48-adamw"),
     ("ser48-wide-s1", "Conv2–Conv5 1.5× as wide, 48 epochs, seed 1", "ser48-adamw-s1"),
 ]

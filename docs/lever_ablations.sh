@@ -28,3 +28,6 @@ run ser12-wide-s1 --widths 48,72,96,120 --seed 1 && run ser12-wide-s2 --widths 4
 # the wider trunk at 48 epochs with seed 1, against the same recipe and seed without it
 $S --epochs 48 --seed 1 --widths 48,72,96,120 -o "$OUT/ser48-wide-s1" &
 $S --epochs 48 --seed 1 -o "$OUT/ser48-adamw-s1"; wait
+# masks and mixup taken away at 48 epochs (against ser48-adamw), where speed perturbation paid
+$S --epochs 48 --freq-masks 0 --time-masks 0 -o "$OUT/ser48-no-masks" &
+$S --epochs 48 --mixup 0 -o "$OUT/ser48-no-mixup"; wait
