@@ -292,17 +292,28 @@ class Trunk(nn.Module):
         return self.layers(x)
 
 
+class _PooledBatchNorm(nn.BatchNorm1d):
+    """``nn.BatchNorm1d`` that also trains on a batch of one (an epoch's last batch can be one
+    segment): with one sample the batch statistics are undefined, so that sample is normalised by
+    the running ones, and the running statistics are left as they are."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                            self.training and x.shape[0] > 1, 0.1 if self.momentum is None else self.momentum,
+                            self.eps)
+
+
 class GAPHead(nn.Module):
     """CNN_TF_GAP: global average pooling, then linear C → K. ``(N, C, H, W) -> (N, K)``.
 
     With ``batchnorm`` the pooled features are batch-normalised before the linear layer
-    (:attr:`ModelConfig.gap_batchnorm`); without it ``norm`` is an ``nn.Identity`` and holds no
-    state, so the state-dict keys are those of the plain head.
+    (:attr:`ModelConfig.gap_batchnorm`), in float32 under bf16 autocast; without it ``norm`` is
+    an ``nn.Identity`` and holds no state, so the state-dict keys are those of the plain head.
     """
 
     def __init__(self, channels: int, n_classes: int, batchnorm: bool = False):
         super().__init__()
-        self.norm = nn.BatchNorm1d(channels) if batchnorm else nn.Identity()
+        self.norm = _PooledBatchNorm(channels) if batchnorm else nn.Identity()
         self.fc = nn.Linear(channels, n_classes)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:

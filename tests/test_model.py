@@ -322,8 +322,9 @@ def test_conv1_alone_is_the_filter_shape_study_network():
 
 def test_gap_batchnorm_is_an_affine_map_before_the_linear_layer(tmp_path):
     """In eval mode the normalised GAP head equals a plain GAP head whose linear layer has the
-    batch norm folded in (same function class); it exports and reloads; and a model without it
-    keeps the plain head's configs (so fingerprints and state-dict keys do not change)."""
+    batch norm folded in (same function class); it exports and reloads; it trains on a batch of
+    one; and a model without it keeps the plain head's configs (so fingerprints and state-dict
+    keys do not change)."""
     from ser_cli.model import config_dict
 
     config = ModelConfig(n_classes=4, widths=(), conv1_shapes=((10, 2),), conv1_channels=(16,),
@@ -352,6 +353,13 @@ def test_gap_batchnorm_is_an_affine_map_before_the_linear_layer(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(loaded.module(x), net(x), rtol=1e-5, atol=1e-5)
     assert "gap_batchnorm" not in config_dict(plain.config)
+    # an epoch's last batch can be one segment: it trains, normalised by the running statistics
+    net.train()
+    before = norm.running_mean.clone()
+    net(x[:1]).sum().backward()
+    assert torch.equal(norm.running_mean, before)
+    net(x[:2])
+    assert not torch.equal(norm.running_mean, before)
     assert set(plain.state_dict()) == {k for k in net.state_dict() if not k.startswith("head.norm")}
 
 
