@@ -12,8 +12,9 @@
 #   SER_DATA=../shared/data docs/filter_shapes.sh [OUT [FOLDS [EPOCHS]]]
 #
 # Defaults: OUT runs/fig2, FOLDS 10 (one per speaker), EPOCHS 12 (as the other paper experiments
-# ran): about 1 h of one core per fold for the 11 shapes, so 10 h here. The run in
-# docs/results.md is reduced, and labelled so: FOLDS 5 (two speakers each), EPOCHS 12.
+# ran). The run in docs/results.md is reduced, and labelled so: FOLDS 5 (two speakers each),
+# EPOCHS 12; it took 43 min on two cores for the 11 shapes (2-vCPU AMD EPYC), so the defaults
+# should take about 1.6 h (twice the folds, each training on 9 speakers instead of 8; an estimate).
 set -e
 D=${SER_DATA:?set SER_DATA to the folder that holds emodb/}
 OUT=${1:-runs/fig2}

@@ -295,11 +295,14 @@ class Trunk(nn.Module):
 class _PooledBatchNorm(nn.BatchNorm1d):
     """``nn.BatchNorm1d`` that also trains on a batch of one (an epoch's last batch can be one
     segment): with one sample the batch statistics are undefined, so that sample is normalised by
-    the running ones, and the running statistics are left as they are."""
+    the running ones, and the running statistics are left as they are. Built with the default
+    momentum of 0.1 only: ``momentum=None`` (a cumulative average) is not supported, and the
+    ``None`` test below is only there for TorchScript, which types the field as optional."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
-                            self.training and x.shape[0] > 1, 0.1 if self.momentum is None else self.momentum,
+                            self.training and x.shape[0] > 1,
+                            0.1 if self.momentum is None else self.momentum,  # Optional to TorchScript
                             self.eps)
 
 
