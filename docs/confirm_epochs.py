@@ -28,12 +28,12 @@ ROOT = Path(__file__).resolve().parent / "results"
 
 
 def rows(run_dir: Path, folds: list[int]) -> dict[str, tuple[str, str, str]]:
-    """``corpus:utt`` -> (corpus, true, pred) over ``folds``."""
+    """``corpus:utt`` -> (corpus, true, pred) over ``folds`` (corpus None in a one-corpus run)."""
     with open(run_dir / "predictions.csv", newline="") as f:
         out = {}
         for r in csv.DictReader(f):
             if int(r["fold"]) in folds:
-                corpus = r["speaker"].split(":")[0]
+                corpus = r["speaker"].split(":")[0] if ":" in r["speaker"] else None
                 out[f"{corpus}:{r['utt']}"] = (corpus, r["true"], r["pred"])
         return out
 
@@ -58,14 +58,15 @@ def main() -> None:
     if new.keys() != ref.keys():
         raise SystemExit(f"{run_dir} and {reference} scored different utterances on folds {folds}")
     label = f"folds {','.join(map(str, folds))} of {metrics['n_folds']}"
-    print(f"| run ({label}) | epochs | EMO-DB WA / UA | RAVDESS WA / UA | pooled WA / UA |")
-    print("|---|---|---|---|---|")
+    corpora = sorted({c for c, _, _ in new.values() if c is not None})
+    print(f"| run ({label}) | epochs | " + "".join(f"{c} WA / UA | " for c in corpora) + "pooled WA / UA |")
+    print("|---|---|" + "---|" * len(corpora) + "---|")
     name_new, name_ref = run_dir.relative_to(ROOT).as_posix(), reference.relative_to(ROOT).as_posix()
     for name, m, preds in ((name_ref, ref_metrics, ref), (name_new, metrics, new)):
-        print(f"| {name} | {m['epochs']} | {scores(preds, classes, 'emodb')} "
-              f"| {scores(preds, classes, 'ravdess')} | {scores(preds, classes, None)} |")
+        print(f"| {name} | {m['epochs']} | " + "".join(f"{scores(preds, classes, c)} | " for c in corpora)
+              + f"{scores(preds, classes, None)} |")
     print()
-    for corpus in ("emodb", "ravdess", None):
+    for corpus in [*corpora, None]:
         keep = [u for u in new if corpus is None or new[u][0] == corpus]
         a = {u: new[u][1] == new[u][2] for u in keep}
         b = {u: ref[u][1] == ref[u][2] for u in keep}

@@ -1,0 +1,74 @@
+"""Render docs/results.md's section on 7-class EMO-DB and 8-class RAVDESS at 48 epochs.
+
+Reads ``docs/results/classes48/<run>/`` (``docs/many_classes.sh``), pairs each run with the same
+command at 12 epochs (``docs/results/paper/<run>/``) over the same folds, and replaces the block
+between ``<!-- begin: classes48 -->`` and ``<!-- end: classes48 -->`` (inserted before the Fig. 2
+section the first time).
+
+    python docs/render_many_classes.py
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from render_paper_tables import correct, fmt_p, mcnemar, pooled
+
+from ser_cli.card import render_evaluation
+
+ROOT = Path(__file__).resolve().parent
+RUNS = ROOT / "results" / "classes48"
+TWELVE = ROOT / "results" / "paper"
+DOC = ROOT / "results.md"
+# (run, title, SVM baseline WA / UA on the same folds, issue #10's UA target)
+RUNS_SHOWN = [("emodb7", "EMO-DB `emodb/`, seven classes, one fold per speaker", (63.7, 61.1), 75),
+              ("ravdess8", "RAVDESS, eight classes, six folds of four actors", (46.5, 45.2), 60)]
+
+
+def render() -> str:
+    out = ["<!-- begin: classes48 (rendered by docs/render_many_classes.py) -->",
+           "## Seven and eight classes at the recipe's 48 epochs (issue #10)", "",
+           "The `ser` recipe at its default 48 epochs, on the SVM baseline's folds, trained on the "
+           "one corpus alone (no second corpus, no full-length originals). Script: "
+           "[`many_classes.sh`](many_classes.sh) (resumable); outputs and commands: "
+           "[`results/classes48/`](results/classes48/). Each run is paired with the same command "
+           "at 12 epochs (the paper-experiment rows above, `results/paper/`) on the same test utterances.", "",
+           "| run | folds | epochs | WA | UA | SVM WA / UA | target UA | right only at 48 / only at 12 epochs² |",
+           "|---|---|---|---|---|---|---|---|"]
+    sections = []
+    for run, title, (svm_wa, svm_ua), target in RUNS_SHOWN:
+        path = RUNS / run / "metrics.json"
+        if not path.is_file():
+            out.append(f"| {title} | not run | | | | {svm_wa} / {svm_ua} | ≥ {target} | |")
+            continue
+        m = json.loads(path.read_text())
+        folds = m["folds_run"]
+        scope = f"{len(folds)} of {m['n_folds']}" + (" (**partial**)" if m["partial"] else "")
+        wa12, ua12 = pooled(run, folds)  # the 12-epoch run, results/paper/<run>, same folds
+        only48, only12, p = mcnemar(correct(RUNS / run, folds=folds), correct(TWELVE / run, folds=folds))
+        out.append(f"| {title} | {scope} | 12 | {wa12:.1f} | {ua12:.1f} | {svm_wa} / {svm_ua} | ≥ {target} | – |")
+        out.append(f"| | {scope} | {m['epochs']} | **{100 * m['wa']:.1f}** | **{100 * m['ua']:.1f}** "
+                   f"| | | {only48} / {only12}, {fmt_p(p)} |")
+        sections += [render_evaluation(f"{title}, {m['epochs']} epochs", m), ""]
+    out += ["", "² Paired on the same test utterances: right only with 48 epochs / only with 12, exact McNemar p.", ""]
+    out += sections
+    out.append("<!-- end: classes48 -->")
+    return "\n".join(out)
+
+
+def main() -> None:
+    doc = DOC.read_text()
+    block = render()
+    pattern = re.compile(r"<!-- begin: classes48.*?<!-- end: classes48 -->", re.S)
+    if pattern.search(doc):
+        doc = pattern.sub(lambda _: block, doc)
+    else:
+        doc = doc.replace("## Fig. 2:", block + "\n\n## Fig. 2:", 1)
+    DOC.write_text(doc)
+    print(f"rendered {DOC}")
+
+
+if __name__ == "__main__":
+    main()
