@@ -39,6 +39,8 @@ ABLATIONS = [
     ("ser48-no-speed", "without speed perturbation, 48 epochs", "ser48-adamw"),
     ("ser48-no-masks", "without SpecAugment masks, 48 epochs", "ser48-adamw"),
     ("ser48-no-mixup", "without mixup, 48 epochs", "ser48-adamw"),
+    ("ser48-no-smoothing", "without label smoothing, 48 epochs", "ser48-adamw"),
+    ("ser48-no-balance", "without class and corpus loss weights, 48 epochs", "ser48-adamw"),
     ("ser48-wide", "Conv2–Conv5 1.5× as wide, 48 epochs", "ser48-adamw"),
     ("ser48-wide-s1", "Conv2–Conv5 1.5× as wide, 48 epochs, seed 1", "ser48-adamw-s1"),
 ]

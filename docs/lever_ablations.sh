@@ -31,3 +31,6 @@ $S --epochs 48 --seed 1 -o "$OUT/ser48-adamw-s1"; wait
 # masks and mixup taken away at 48 epochs (against ser48-adamw), where speed perturbation paid
 $S --epochs 48 --freq-masks 0 --time-masks 0 -o "$OUT/ser48-no-masks" &
 $S --epochs 48 --mixup 0 -o "$OUT/ser48-no-mixup"; wait
+# label smoothing and the class/corpus loss weights taken away at 48 epochs (against ser48-adamw)
+$S --epochs 48 --label-smoothing 0 -o "$OUT/ser48-no-smoothing" &
+$S --epochs 48 --no-class-balance --no-corpus-balance -o "$OUT/ser48-no-balance"; wait
