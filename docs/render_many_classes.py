@@ -11,17 +11,15 @@ section the first time).
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
-from render_paper_tables import correct, fmt_p, mcnemar, pooled
+from render_paper_tables import correct, fmt_p, mcnemar, pooled, write_block
 
 from ser_cli.card import render_evaluation
 
 ROOT = Path(__file__).resolve().parent
 RUNS = ROOT / "results" / "classes48"
 TWELVE = ROOT / "results" / "paper"
-DOC = ROOT / "results.md"
 # (run, title, SVM baseline WA / UA on the same folds, issue #10's UA target)
 RUNS_SHOWN = [("emodb7", "EMO-DB `emodb/`, seven classes, one fold per speaker", (63.7, 61.1), 75),
               ("ravdess8", "RAVDESS, eight classes, six folds of four actors", (46.5, 45.2), 60)]
@@ -59,15 +57,7 @@ def render() -> str:
 
 
 def main() -> None:
-    doc = DOC.read_text()
-    block = render()
-    pattern = re.compile(r"<!-- begin: classes48.*?<!-- end: classes48 -->", re.S)
-    if pattern.search(doc):
-        doc = pattern.sub(lambda _: block, doc)
-    else:
-        doc = doc.replace("## Fig. 2:", block + "\n\n## Fig. 2:", 1)
-    DOC.write_text(doc)
-    print(f"rendered {DOC}")
+    write_block("classes48", render(), "## Fig. 2:")
 
 
 if __name__ == "__main__":

@@ -227,16 +227,21 @@ def render() -> str:
     return "\n".join(out)
 
 
-def main() -> None:
+def write_block(name: str, block: str, before: str) -> None:
+    """Replace docs/results.md's ``<!-- begin: NAME ... <!-- end: NAME -->`` block with ``block``,
+    or insert it before the heading ``before`` the first time."""
     doc = DOC.read_text()
-    block = render()
-    pattern = re.compile(r"<!-- begin: paper experiments.*?<!-- end: paper experiments -->", re.S)
+    pattern = re.compile(rf"<!-- begin: {re.escape(name)}.*?<!-- end: {re.escape(name)} -->", re.S)
     if pattern.search(doc):
         doc = pattern.sub(lambda _: block, doc)
     else:
-        doc = doc.replace("## Screening the levers", block + "\n\n## Screening the levers", 1)
+        doc = doc.replace(before, block + "\n\n" + before, 1)
     DOC.write_text(doc)
     print(f"rendered {DOC}")
+
+
+def main() -> None:
+    write_block("paper experiments", render(), "## Screening the levers")
 
 
 if __name__ == "__main__":
