@@ -50,6 +50,14 @@ def render() -> str:
         out.append(f"| | {scope} | {m['epochs']} | **{100 * m['wa']:.1f}** | **{100 * m['ua']:.1f}** "
                    f"| | | {only48} / {only12}, {fmt_p(p)} |")
         sections += [render_evaluation(f"{title}, {m['epochs']} epochs", m), ""]
+        if m.get("pooled_from"):  # folds run into separate folders, pooled by pool_runs.py
+            sections[-1:-1] = ["",
+                "Its folds ran in two sessions into separate folders, and the first part's fold "
+                "folders did not survive, so [`pool_runs.py`](pool_runs.py) pooled the two parts' "
+                "reports with `ser_cli.evaluation`'s own metric functions (it refuses parts whose "
+                "settings, data or folds differ). The parts:", "",
+                *(f"- folds {', '.join(map(str, part['folds_run']))}: `{part['command']}` "
+                  f"(`{Path(part['path']).relative_to('docs')}/`)" for part in m["pooled_from"])]
     out += ["", "² Paired on the same test utterances: right only with 48 epochs / only with 12, exact McNemar p.", ""]
     out += sections
     out.append("<!-- end: classes48 -->")
