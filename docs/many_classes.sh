@@ -8,10 +8,30 @@
 # OUT/<run>/{metrics.json,metrics.csv,predictions.csv,command.txt,confusion*.png} to
 # docs/results/classes48/<run>/.
 #
+# Last, the data lever for seven classes, screened on the inner fold of outer fold 1's training
+# speakers (EMO-DB speaker 03 held out; inner test speakers 08, 09, 10), at 48 epochs: EMO-DB's
+# 2 s copies alone, with the full-length originals where they exist, and with RAVDESS added (its
+# six shared classes; actors 01-04 held out as in the 4-class screen). Copy each
+# OUT/screen7/<run>/{metrics.json,metrics.csv,predictions.csv,command.txt} to
+# docs/results/screening/<run>/.
+#
 #   SER_DATA=../shared/data docs/many_classes.sh [OUT]      (OUT default runs/classes48)
 set -e
-D=${SER_DATA:?set SER_DATA to the folder that holds emodb/ and ravdess/}
+D=${SER_DATA:?set SER_DATA to the folder that holds emodb/, emodb_original_subset/ and ravdess/}
 OUT=${1:-runs/classes48}
 mkdir -p "$OUT"
 ser-cli evaluate "$D/emodb" --folds 10 --jobs 2 --threads 1 --quiet -o "$OUT/emodb7"
 ser-cli evaluate "$D/ravdess" --folds 6 --jobs 2 --threads 1 --quiet -o "$OUT/ravdess8"
+S7="--classes angry,boredom,disgust,fear,happy,neutral,sad --only-folds 1 --threads 1 --quiet"
+EX=emodb:03,ravdess:01,ravdess:02,ravdess:03,ravdess:04
+ser-cli evaluate "$D/emodb_original_subset" "$D/emodb" "$D/ravdess" $S7 --exclude-speakers $EX \
+  --folds emodb=4,ravdess=4 -o "$OUT/screen7/ser48-7c-joint" &
+{ ser-cli evaluate "$D/emodb" $S7 --exclude-speakers 03 --folds 4 -o "$OUT/screen7/ser48-7c-emodb" &&
+  ser-cli evaluate "$D/emodb_original_subset" "$D/emodb" $S7 --exclude-speakers 03 --folds 4 \
+    -o "$OUT/screen7/ser48-7c-originals"; }
+wait
+# the 2 s copies against the originals again, with seed 1
+ser-cli evaluate "$D/emodb" $S7 --seed 1 --exclude-speakers 03 --folds 4 -o "$OUT/screen7/ser48-7c-emodb-s1" &
+ser-cli evaluate "$D/emodb_original_subset" "$D/emodb" $S7 --seed 1 --exclude-speakers 03 --folds 4 \
+  -o "$OUT/screen7/ser48-7c-originals-s1"
+wait

@@ -20,6 +20,14 @@ from ser_cli.card import render_evaluation
 ROOT = Path(__file__).resolve().parent
 RUNS = ROOT / "results" / "classes48"
 TWELVE = ROOT / "results" / "paper"
+SCREEN = ROOT / "results" / "screening"
+#: the 7-class data lever on the inner screening fold (many_classes.sh): (run, training data, the
+#: run it is paired with on the same EMO-DB test utterances: EMO-DB's 2 s copies, same seed)
+SCREEN7 = [("ser48-7c-emodb", "EMO-DB 2 s copies (`emodb/`) alone", None),
+           ("ser48-7c-originals", "EMO-DB, full-length originals where they exist", "ser48-7c-emodb"),
+           ("ser48-7c-joint", "EMO-DB with originals, and RAVDESS's six shared classes", "ser48-7c-emodb"),
+           ("ser48-7c-emodb-s1", "EMO-DB 2 s copies alone, seed 1", None),
+           ("ser48-7c-originals-s1", "EMO-DB with originals, seed 1", "ser48-7c-emodb-s1")]
 # (run, title, SVM baseline WA / UA on the same folds, issue #10's UA target)
 RUNS_SHOWN = [("emodb7", "EMO-DB `emodb/`, seven classes, one fold per speaker", (63.7, 61.1), 75),
               ("ravdess8", "RAVDESS, eight classes, six folds of four actors", (46.5, 45.2), 60)]
@@ -59,9 +67,37 @@ def render() -> str:
                 *(f"- folds {', '.join(map(str, part['folds_run']))}: `{part['command']}` "
                   f"(`{Path(part['path']).relative_to('docs')}/`)" for part in m["pooled_from"])]
     out += ["", "² Paired on the same test utterances: right only with 48 epochs / only with 12, exact McNemar p.", ""]
+    out += screen7()
     out += sections
     out.append("<!-- end: classes48 -->")
     return "\n".join(out)
+
+
+def screen7() -> list[str]:
+    """The 7-class data-lever table, or nothing before its runs are committed."""
+    done = [row for row in SCREEN7 if (SCREEN / row[0] / "metrics.json").is_file()]
+    if not done:
+        return []
+    out = ["### Seven classes: the data lever, screened on the inner fold", "",
+           "Outer fold 1's training speakers (EMO-DB speaker 03 held out), inner test speakers 08, 09 "
+           "and 10 (139 utterances), 48 epochs, the `ser` recipe; the joint run also holds out RAVDESS "
+           "actors 01–04 and tests RAVDESS actors 05–09 (not counted here). Commands: "
+           "[`many_classes.sh`](many_classes.sh); outputs: `results/screening/<run>/`.", "",
+           "| run | training data | EMO-DB test WA | EMO-DB test UA | paired with | right only here / only there³ |",
+           "|---|---|---|---|---|---|"]
+    for run, what, ref in done:
+        m = json.loads((SCREEN / run / "metrics.json").read_text())
+        e = m["by_corpus"].get("emodb", m)
+        here = correct(SCREEN / run)
+        pair = "– | –"
+        if ref is not None:
+            base = correct(SCREEN / ref)
+            assert len(here.keys() & base.keys()) == len(base), f"{run}: not {ref}'s test utterances"
+            only_here, only_there, p = mcnemar(here, base)
+            pair = f"`{ref}` | {only_here} / {only_there}, {fmt_p(p)}"
+        out.append(f"| `{run}` | {what} | {100 * e['wa']:.1f} | {100 * e['ua']:.1f} | {pair} |")
+    return out + ["", "³ On the same EMO-DB test utterances (an original and its 2 s copy are one "
+                      "utterance), exact McNemar p.", ""]
 
 
 def main() -> None:
