@@ -13,7 +13,7 @@
 # 2 s copies alone, with the full-length originals where they exist, and with RAVDESS added (its
 # six shared classes; actors 01-04 held out as in the 4-class screen). Copy each
 # OUT/screen7/<run>/{metrics.json,metrics.csv,predictions.csv,command.txt} to
-# docs/results/screening/<run>/.
+# docs/results/screening/<run>/. Then the winner on the test folds (the end of this script).
 #
 #   SER_DATA=../shared/data docs/many_classes.sh [OUT]      (OUT default runs/classes48)
 set -e
@@ -35,3 +35,10 @@ ser-cli evaluate "$D/emodb" $S7 --seed 1 --exclude-speakers 03 --folds 4 -o "$OU
 ser-cli evaluate "$D/emodb_original_subset" "$D/emodb" $S7 --seed 1 --exclude-speakers 03 --folds 4 \
   -o "$OUT/screen7/ser48-7c-originals-s1"
 wait
+# the screen's winner on the protocol's ten folds (fold i holds out EMO-DB speaker i and, for
+# i <= 6, RAVDESS actors 4i-3 .. 4i): about an hour of one core per fold. It ran in parts, one
+# session's worth each (--only-folds 1,2,3,4 into OUT/joint7 first), copied to
+# docs/results/classes48/joint7-folds<F>/ and pooled by docs/pool_runs.py
+ser-cli evaluate "$D/emodb_original_subset" "$D/emodb" "$D/ravdess" \
+  --classes angry,boredom,disgust,fear,happy,neutral,sad --folds emodb=10,ravdess=6 \
+  --jobs 2 --threads 1 --quiet -o "$OUT/joint7"
