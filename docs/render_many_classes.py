@@ -11,14 +11,12 @@ section the first time).
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
-from render_paper_tables import correct, fmt_p, mcnemar, pooled, write_block
+from render_paper_tables import correct, fmt_p, fold_metrics, mcnemar, pooled, write_block
 
 from ser_cli.card import render_evaluation
-from ser_cli.evaluation import confusion_matrix, metrics_from_confusion
 
 ROOT = Path(__file__).resolve().parent
 RUNS = ROOT / "results" / "classes48"
@@ -106,16 +104,6 @@ def screen7() -> list[str]:
         out.append(f"| `{run}` | {what} | {100 * e['wa']:.1f} | {100 * e['ua']:.1f} | {pair} |")
     return out + ["", "³ On the same EMO-DB test utterances (an original and its 2 s copy are one "
                       "utterance), exact McNemar p.", ""]
-
-
-def fold_metrics(run_dir: Path, folds: list[int]) -> tuple[float, float]:
-    """WA, UA (%) of run_dir/predictions.csv over ``folds`` only."""
-    classes = json.loads((run_dir / "metrics.json").read_text())["classes"]
-    with open(run_dir / "predictions.csv", newline="") as f:
-        rows = [r for r in csv.DictReader(f) if int(r["fold"]) in folds]
-    m = metrics_from_confusion(confusion_matrix([classes.index(r["true"]) for r in rows],
-                                                [classes.index(r["pred"]) for r in rows], len(classes)), classes)
-    return 100 * m["wa"], 100 * m["ua"]
 
 
 def joint7() -> tuple[list[str], list[str]]:

@@ -47,18 +47,22 @@ def load(run: str) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def pooled(run: str, folds: list[int]) -> tuple[float, float]:
-    """WA, UA (%) of ``run`` over ``folds`` only, from its predictions.csv."""
-    metrics = load(run)
-    classes = metrics["classes"]
+def fold_metrics(run_dir: Path, folds: list[int]) -> tuple[float, float]:
+    """WA, UA (%) of run_dir/predictions.csv over ``folds`` only."""
+    classes = json.loads((run_dir / "metrics.json").read_text())["classes"]
     true, pred = [], []
-    with open(RUNS / run / "predictions.csv", newline="") as f:
+    with open(run_dir / "predictions.csv", newline="") as f:
         for row in csv.DictReader(f):
             if int(row["fold"]) in folds:
                 true.append(classes.index(row["true"]))
                 pred.append(classes.index(row["pred"]))
     m = metrics_from_confusion(confusion_matrix(true, pred, len(classes)), classes)
     return 100 * m["wa"], 100 * m["ua"]
+
+
+def pooled(run: str, folds: list[int]) -> tuple[float, float]:
+    """WA, UA (%) of the paper experiment ``run`` over ``folds`` only."""
+    return fold_metrics(RUNS / run, folds)
 
 
 def correct(run_dir: Path, column: str = "pred", folds: list[int] | None = None) -> dict[str, bool]:
