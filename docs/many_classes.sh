@@ -37,8 +37,8 @@ ser-cli evaluate "$D/emodb_original_subset" "$D/emodb" $S7 --seed 1 --exclude-sp
 wait
 # the screen's winner on the protocol's ten folds (fold i holds out EMO-DB speaker i and, for
 # i <= 6, RAVDESS actors 4i-3 .. 4i): about an hour of one core per fold. It ran in parts, one
-# session's worth each (--only-folds 1,2,3,4 into OUT/joint7 first), copied to
-# docs/results/classes48/joint7-folds<F>/ and pooled by docs/pool_runs.py
+# session's worth each (--only-folds 1,2,3,4, then 5,6, then 7,8,9,10, all into OUT/joint7); this
+# command without --only-folds then pools the finished folds without training any
 ser-cli evaluate "$D/emodb_original_subset" "$D/emodb" "$D/ravdess" \
   --classes angry,boredom,disgust,fear,happy,neutral,sad --folds emodb=10,ravdess=6 \
   --jobs 2 --threads 1 --quiet -o "$OUT/joint7"

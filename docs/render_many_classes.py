@@ -31,7 +31,7 @@ SCREEN7 = [("ser48-7c-emodb", "EMO-DB 2 s copies (`emodb/`) alone", None),
            ("ser48-7c-originals-s1", "EMO-DB with originals, seed 1", "ser48-7c-emodb-s1")]
 #: the 7-class candidate (originals + RAVDESS's six shared classes) on the test folds, and the
 #: EMO-DB-only 48-epoch run it is paired with on the same EMO-DB speakers' folds
-JOINT7, JOINT7_REF = "joint7-folds1-4", "emodb7"
+JOINT7, JOINT7_REF = "joint7", "emodb7"
 # (run, title, SVM baseline WA / UA on the same folds, issue #10's UA target)
 RUNS_SHOWN = [("emodb7", "EMO-DB `emodb/`, seven classes, one fold per speaker", (63.7, 61.1), 75),
               ("ravdess8", "RAVDESS, eight classes, six folds of four actors", (46.5, 45.2), 60)]
