@@ -44,41 +44,57 @@ def read(run: str, classes: list[str]) -> dict[str, dict]:
     return out
 
 
-def summary(rows: list[dict], classes: list[str]) -> tuple[str, dict[str, bool]]:
-    """One line of WA/UA per corpus and pooled, and utterance -> right (per-corpus labels)."""
+def score(rows: list[dict], classes: list[str]) -> tuple[dict, dict, dict[str, bool]]:
+    """(per-corpus metrics, pooled metrics, utterance -> right) of rows with ``probs``.
+
+    Per corpus, and for ``right``, an utterance's label is the arg-max over the classes its
+    corpus has (``corpus_metrics``); the per-corpus dict is empty for a single corpus.
+    """
     scored = [{**r, "corpus": r["family"], "scores": {"logits": r["probs"], "probs": r["probs"]}} for r in rows]
     by_corpus = corpus_metrics(scored, classes, "probs")
     pooled = metrics_from_confusion(confusion_matrix(
         [classes.index(r["label"]) for r in rows], [int(np.argmax(r["probs"])) for r in rows],
         len(classes)), classes)
-    parts = [f"{NAMES.get(name, name)} WA {100 * m['wa']:.1f} UA {100 * m['ua']:.1f}"
-             for name, m in by_corpus.items()]
-    line = (", ".join(parts + [f"pooled UA {100 * pooled['ua']:.1f}"]) if parts
-            else f"WA {100 * pooled['wa']:.1f} UA {100 * pooled['ua']:.1f}")
 
     def right(r: dict) -> bool:
         present = by_corpus[r["family"]]["classes"] if by_corpus else classes
         return present[int(np.argmax(r["probs"][[classes.index(c) for c in present]]))] == r["label"]
 
-    return line, {r["utt"]: right(r) for r in rows}
+    return by_corpus, pooled, {r["utt"]: right(r) for r in rows}
 
 
-def main(runs: list[str]) -> None:
+def members(runs: list[str]) -> tuple[list[str], list[list[dict]]]:
+    """(classes, each run's rows over the utterances all runs scored, in one order)."""
     classes = json.loads((SCREEN / runs[0] / "metrics.json").read_text())["classes"]
     for run in runs[1:]:
         if json.loads((SCREEN / run / "metrics.json").read_text())["classes"] != classes:
             raise SystemExit(f"{run}: its classes differ from {runs[0]}'s")
-    members = [read(r, classes) for r in runs]
-    utts = sorted(set.intersection(*(set(m) for m in members)))
+    tables = [read(r, classes) for r in runs]
+    utts = sorted(set.intersection(*(set(t) for t in tables)))
+    return classes, [[{**t[u], "utt": u} for u in utts] for t in tables]
+
+
+def average(rows_of_members: list[list[dict]]) -> list[dict]:
+    """The ensemble's rows: each utterance's probabilities averaged over the members."""
+    return [{**rows[0], "probs": np.mean([r["probs"] for r in rows], axis=0)} for rows in zip(*rows_of_members)]
+
+
+def line(by_corpus: dict, pooled: dict) -> str:
+    parts = [f"{NAMES.get(name, name)} WA {100 * m['wa']:.1f} UA {100 * m['ua']:.1f}"
+             for name, m in by_corpus.items()]
+    return (", ".join(parts + [f"pooled UA {100 * pooled['ua']:.1f}"]) if parts
+            else f"WA {100 * pooled['wa']:.1f} UA {100 * pooled['ua']:.1f}")
+
+
+def main(runs: list[str]) -> None:
+    classes, rows = members(runs)
     rights = []
-    for run, m in zip(runs, members):
-        line, right = summary([{**m[u], "utt": u} for u in utts], classes)
+    for run, member in zip(runs, rows):
+        by_corpus, pooled, right = score(member, classes)
         rights.append(right)
-        print(f"{run:<28} {line}")
-    mean = [{**members[0][u], "utt": u, "probs": np.mean([m[u]["probs"] for m in members], axis=0)}
-            for u in utts]
-    line, right_ens = summary(mean, classes)
-    print(f"{'ensemble of ' + str(len(runs)):<28} {line}")
+        print(f"{run:<28} {line(by_corpus, pooled)}")
+    by_corpus, pooled, right_ens = score(average(rows), classes)
+    print(f"{'ensemble of ' + str(len(runs)):<28} {line(by_corpus, pooled)}")
     for run, right in zip(runs, rights):
         only_ens, only_run, p = mcnemar(right_ens, right)
         print(f"  vs {run}: right only with the ensemble {only_ens}, only with {run} {only_run}, p = {p:.3f}")

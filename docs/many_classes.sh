@@ -11,7 +11,8 @@
 # Last, the data lever for seven classes, screened on the inner fold of outer fold 1's training
 # speakers (EMO-DB speaker 03 held out; inner test speakers 08, 09, 10), at 48 epochs: EMO-DB's
 # 2 s copies alone, with the full-length originals where they exist, and with RAVDESS added (its
-# six shared classes; actors 01-04 held out as in the 4-class screen). Copy each
+# six shared classes; actors 01-04 held out as in the 4-class screen); then, on the joint data,
+# a second seed and the 1.5x wider trunk (two seeds), for the trunk and ensemble levers. Copy each
 # OUT/screen7/<run>/{metrics.json,metrics.csv,predictions.csv,command.txt} to
 # docs/results/screening/<run>/. Then the winner on the test folds (the end of this script).
 #
@@ -35,7 +36,14 @@ ser-cli evaluate "$D/emodb" $S7 --seed 1 --exclude-speakers 03 --folds 4 -o "$OU
 ser-cli evaluate "$D/emodb_original_subset" "$D/emodb" $S7 --seed 1 --exclude-speakers 03 --folds 4 \
   -o "$OUT/screen7/ser48-7c-originals-s1"
 wait
-# the screen's winner on the protocol's ten folds (fold i holds out EMO-DB speaker i and, for
+# the joint data with seed 1, and with the 1.5x wider trunk (seeds 0 and 1): the trunk lever and
+# the ensembles of seeds (docs/ensemble_screen.py) on the 7-class joint data
+J7="$D/emodb_original_subset $D/emodb $D/ravdess $S7 --exclude-speakers $EX --folds emodb=4,ravdess=4"
+ser-cli evaluate $J7 --seed 1 -o "$OUT/screen7/ser48-7c-joint-s1" &
+{ ser-cli evaluate $J7 --widths 48,72,96,120 -o "$OUT/screen7/ser48-7c-joint-wide" &&
+  ser-cli evaluate $J7 --widths 48,72,96,120 --seed 1 -o "$OUT/screen7/ser48-7c-joint-wide-s1"; }
+wait
+# the data lever's winner on the protocol's ten folds (fold i holds out EMO-DB speaker i and, for
 # i <= 6, RAVDESS actors 4i-3 .. 4i): about an hour of one core per fold. It ran in parts, one
 # session's worth each (--only-folds 1,2,3,4, then 5,6, then 7,8,9,10, all into OUT/joint7); this
 # command without --only-folds then pools the finished folds without training any

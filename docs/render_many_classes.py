@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ensemble_screen import average, members, score
 from render_paper_tables import correct, fmt_p, fold_metrics, mcnemar, pooled, write_block
 
 from ser_cli.card import render_evaluation
@@ -22,13 +23,24 @@ ROOT = Path(__file__).resolve().parent
 RUNS = ROOT / "results" / "classes48"
 TWELVE = ROOT / "results" / "paper"
 SCREEN = ROOT / "results" / "screening"
-#: the 7-class data lever on the inner screening fold (many_classes.sh): (run, training data, the
-#: run it is paired with on the same EMO-DB test utterances: EMO-DB's 2 s copies, same seed)
-SCREEN7 = [("ser48-7c-emodb", "EMO-DB 2 s copies (`emodb/`) alone", None),
-           ("ser48-7c-originals", "EMO-DB, full-length originals where they exist", "ser48-7c-emodb"),
-           ("ser48-7c-joint", "EMO-DB with originals, and RAVDESS's six shared classes", "ser48-7c-emodb"),
-           ("ser48-7c-emodb-s1", "EMO-DB 2 s copies alone, seed 1", None),
-           ("ser48-7c-originals-s1", "EMO-DB with originals, seed 1", "ser48-7c-emodb-s1")]
+#: the 7-class levers on the inner screening fold (many_classes.sh): (runs, training data, the
+#: runs it is paired with on the same EMO-DB test utterances). Several runs are an ensemble of
+#: them: their utterance probabilities averaged (ensemble_screen.py).
+SCREEN7 = [(("ser48-7c-emodb",), "EMO-DB 2 s copies (`emodb/`) alone", None),
+           (("ser48-7c-originals",), "EMO-DB, full-length originals where they exist", ("ser48-7c-emodb",)),
+           (("ser48-7c-joint",), "EMO-DB with originals, and RAVDESS's six shared classes", ("ser48-7c-emodb",)),
+           (("ser48-7c-emodb-s1",), "EMO-DB 2 s copies alone, seed 1", None),
+           (("ser48-7c-originals-s1",), "EMO-DB with originals, seed 1", ("ser48-7c-emodb-s1",)),
+           (("ser48-7c-joint-s1",), "EMO-DB with originals + RAVDESS, seed 1", ("ser48-7c-emodb-s1",)),
+           (("ser48-7c-joint-wide",), "EMO-DB with originals + RAVDESS, Conv2–Conv5 1.5× as wide "
+            "(`--widths 48,72,96,120`)", ("ser48-7c-joint",)),
+           (("ser48-7c-joint-wide-s1",), "EMO-DB with originals + RAVDESS, 1.5× as wide, seed 1",
+            ("ser48-7c-joint-s1",)),
+           (("ser48-7c-joint", "ser48-7c-joint-s1"), "ensemble of the two joint seeds", ("ser48-7c-joint",)),
+           (("ser48-7c-joint", "ser48-7c-joint-wide"), "ensemble of the joint and the wide joint model, seed 0",
+            ("ser48-7c-joint-wide",)),
+           (("ser48-7c-joint-wide", "ser48-7c-joint-wide-s1"), "ensemble of the two wide joint seeds",
+            ("ser48-7c-joint-wide",))]
 #: the 7-class candidate (originals + RAVDESS's six shared classes) on the test folds, and the
 #: EMO-DB-only 48-epoch run it is paired with on the same EMO-DB speakers' folds
 JOINT7, JOINT7_REF = "joint7", "emodb7"
@@ -80,30 +92,37 @@ def render() -> str:
 
 
 def screen7() -> list[str]:
-    """The 7-class data-lever table, or nothing before its runs are committed."""
-    done = [row for row in SCREEN7 if (SCREEN / row[0] / "metrics.json").is_file()]
+    """The 7-class lever table (the rows whose runs are committed), or nothing before any is."""
+    done = [row for row in SCREEN7 if all((SCREEN / run / "metrics.json").is_file() for run in row[0])]
     if not done:
         return []
-    out = ["### Seven classes: the data lever, screened on the inner fold", "",
+    out = ["### Seven classes: the data, trunk and ensemble levers, screened on the inner fold", "",
            "Outer fold 1's training speakers (EMO-DB speaker 03 held out), inner test speakers 08, 09 "
-           "and 10 (139 utterances), 48 epochs, the `ser` recipe; the joint run also holds out RAVDESS "
-           "actors 01–04 and tests RAVDESS actors 05–09 (not counted here). Commands: "
-           "[`many_classes.sh`](many_classes.sh); outputs: `results/screening/<run>/`.", "",
+           "and 10 (139 utterances), 48 epochs, the `ser` recipe; the joint runs also hold out RAVDESS "
+           "actors 01–04 and test RAVDESS actors 05–09 (not counted here). An ensemble averages its "
+           "members' utterance probabilities (`cd docs && python ensemble_screen.py RUN RUN`). "
+           "Commands: [`many_classes.sh`](many_classes.sh); outputs: `results/screening/<run>/`.", "",
            "| run | training data | EMO-DB test WA | EMO-DB test UA | paired with | right only here / only there³ |",
            "|---|---|---|---|---|---|"]
-    for run, what, ref in done:
-        m = json.loads((SCREEN / run / "metrics.json").read_text())
-        e = m["by_corpus"].get("emodb", m)
-        here = correct(SCREEN / run)
+    for runs, what, ref in done:
+        e, here = emodb_scores(runs)
         pair = "– | –"
         if ref is not None:
-            base = correct(SCREEN / ref)
-            assert len(here.keys() & base.keys()) == len(base), f"{run}: not {ref}'s test utterances"
+            _, base = emodb_scores(ref)
+            assert here.keys() == base.keys(), f"{runs}: not {ref}'s EMO-DB test utterances"
             only_here, only_there, p = mcnemar(here, base)
-            pair = f"`{ref}` | {only_here} / {only_there}, {fmt_p(p)}"
-        out.append(f"| `{run}` | {what} | {100 * e['wa']:.1f} | {100 * e['ua']:.1f} | {pair} |")
+            pair = f"{' + '.join(f'`{r}`' for r in ref)} | {only_here} / {only_there}, {fmt_p(p)}"
+        out.append(f"| {' + '.join(f'`{r}`' for r in runs)} | {what} | {100 * e['wa']:.1f} | {100 * e['ua']:.1f} | {pair} |")
     return out + ["", "³ On the same EMO-DB test utterances (an original and its 2 s copy are one "
                       "utterance), exact McNemar p.", ""]
+
+
+def emodb_scores(runs: tuple[str, ...]) -> tuple[dict, dict[str, bool]]:
+    """EMO-DB metrics of a screening run or of the ensemble of several, and utterance -> right."""
+    classes, rows = members(list(runs))
+    by_corpus, pooled, right = score(average(rows), classes)
+    emodb = {r["utt"] for r in rows[0] if r["family"] in ("emodb", "")}
+    return by_corpus.get("emodb", pooled), {u: ok for u, ok in right.items() if u in emodb}
 
 
 def joint7() -> tuple[list[str], list[str]]:
