@@ -9,6 +9,10 @@ as ``evaluate`` does (``ser_cli.evaluation.corpus_metrics``).
 
     python docs/ensemble_screen.py ser12-adamw ser12-adamw-utt crops12-adamw
     python docs/ensemble_screen.py ser48-7c-joint ser48-7c-joint-s1
+
+A RUN is a folder under ``docs/results/screening/``, or any ``evaluate`` output folder given
+as a path with a ``/`` (``results/classes48/joint7``): the same averaging pools two test-fold
+runs of one configuration with different seeds.
 """
 
 from __future__ import annotations
@@ -28,12 +32,16 @@ SCREEN = Path(__file__).resolve().parent / "results" / "screening"
 NAMES = {"emodb": "EMO-DB", "ravdess": "RAVDESS"}
 
 
+def folder(run: str) -> Path:
+    return Path(run) if "/" in run else SCREEN / run
+
+
 def read(run: str, classes: list[str]) -> dict[str, dict]:
     """utterance id -> row with ``label``, ``family``, ``fold`` and ``probs``.
 
     ``family`` is the corpus of a run that mixes corpora (speaker ``emodb:03``), else ``""``.
     """
-    with open(SCREEN / run / "predictions.csv", newline="") as f:
+    with open(folder(run) / "predictions.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     out = {r["utt"]: {"label": r["true"], "family": r["speaker"].partition(":")[0] if ":" in r["speaker"] else "",
                       "speaker": r["speaker"], "fold": int(r["fold"]),
@@ -65,9 +73,9 @@ def score(rows: list[dict], classes: list[str]) -> tuple[dict, dict, dict[str, b
 
 def members(runs: list[str]) -> tuple[list[str], list[list[dict]]]:
     """(classes, each run's rows over the utterances all runs scored, in one order)."""
-    classes = json.loads((SCREEN / runs[0] / "metrics.json").read_text())["classes"]
+    classes = json.loads((folder(runs[0]) / "metrics.json").read_text())["classes"]
     for run in runs[1:]:
-        if json.loads((SCREEN / run / "metrics.json").read_text())["classes"] != classes:
+        if json.loads((folder(run) / "metrics.json").read_text())["classes"] != classes:
             raise SystemExit(f"{run}: its classes differ from {runs[0]}'s")
     tables = [read(r, classes) for r in runs]
     utts = sorted(set.intersection(*(set(t) for t in tables)))

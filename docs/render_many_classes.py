@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ensemble_screen import average, members, score
+from ensemble_screen import average, folder, members, score
 from render_paper_tables import correct, fmt_p, fold_metrics, mcnemar, pooled, write_block
 
 from ser_cli.card import render_evaluation
@@ -93,7 +93,7 @@ def render() -> str:
 
 def screen7() -> list[str]:
     """The 7-class lever table (the rows whose runs are committed), or nothing before any is."""
-    done = [row for row in SCREEN7 if all((SCREEN / run / "metrics.json").is_file() for run in row[0])]
+    done = [row for row in SCREEN7 if all((folder(run) / "metrics.json").is_file() for run in row[0])]
     if not done:
         return []
     out = ["### Seven classes: the data, trunk and ensemble levers, screened on the inner fold", "",
