@@ -11,14 +11,21 @@ as ``evaluate`` does (``ser_cli.evaluation.corpus_metrics``).
     python docs/ensemble_screen.py ser48-7c-joint ser48-7c-joint-s1
 
 A RUN is a folder under ``docs/results/screening/``, or any ``evaluate`` output folder given
-as a path with a ``/`` (``results/classes48/joint7``): the same averaging pools two test-fold
-runs of one configuration with different seeds.
+as a path with a ``/``, relative to the working directory: the same averaging pools two test-fold
+runs of one configuration with different seeds. With ``-o OUT`` the ensemble is also written
+as a report like ``evaluate``'s (``metrics.json``, ``metrics.csv``, ``predictions.csv``,
+``command.txt``, confusion plots), by ``ser_cli.evaluation``'s own writers; the members must then
+agree on their folds, fold speakers and data (only the seed, or the model, may differ).
+
+    python docs/ensemble_screen.py -o docs/results/classes48/joint7-ens \
+        docs/results/classes48/joint7 docs/results/classes48/joint7-s1      (from the repository root)
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -26,7 +33,14 @@ import numpy as np
 
 from render_paper_tables import mcnemar
 
-from ser_cli.evaluation import confusion_matrix, corpus_metrics, metrics_from_confusion
+from ser_cli.evaluation import (
+    _plot_confusion,
+    _write_metrics_csv,
+    _write_predictions,
+    confusion_matrix,
+    corpus_metrics,
+    metrics_from_confusion,
+)
 
 SCREEN = Path(__file__).resolve().parent / "results" / "screening"
 NAMES = {"emodb": "EMO-DB", "ravdess": "RAVDESS"}
@@ -43,7 +57,7 @@ def read(run: str, classes: list[str]) -> dict[str, dict]:
     """
     with open(folder(run) / "predictions.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    out = {r["utt"]: {"label": r["true"], "family": r["speaker"].partition(":")[0] if ":" in r["speaker"] else "",
+    out = {r["utt"]: {"label": r["true"], "path": r["path"], "n_segments": int(r["n_segments"]), "family": r["speaker"].partition(":")[0] if ":" in r["speaker"] else "",
                       "speaker": r["speaker"], "fold": int(r["fold"]),
                       "probs": np.array([float(r[c]) for c in classes])}
            for r in rows}
@@ -94,7 +108,86 @@ def line(by_corpus: dict, pooled: dict) -> str:
             else f"WA {100 * pooled['wa']:.1f} UA {100 * pooled['ua']:.1f}")
 
 
-def main(runs: list[str]) -> None:
+#: members' metrics.json keys that must agree for their ensemble to be one evaluation
+MUST_AGREE = ("classes", "n_folds", "folds_spec", "folds_run", "fold_speakers", "data", "epochs")
+
+
+def write_report(out: Path, runs: list[str]) -> dict:
+    """Write the ensemble of ``runs`` as an ``evaluate``-style report in ``out``; its metrics.
+
+    The primary score of an utterance is the mean of the members' probabilities (the rule
+    screened above); the other (``logits``) is the mean of their log-probabilities, which ranks
+    classes as averaging the members' utterance logits would (probabilities are clipped at 1e-6,
+    the precision ``predictions.csv`` prints).
+    """
+    metas = [json.loads((folder(r) / "metrics.json").read_text()) for r in runs]
+    for run, meta in zip(runs[1:], metas[1:]):
+        for key in MUST_AGREE:
+            if meta.get(key) != metas[0].get(key):
+                raise SystemExit(f"{run}: {key!r} differs from {runs[0]}'s, so they do not form one evaluation")
+    classes, rows = members(runs)
+    first = metas[0]
+    predictions = [{"utt_id": r[0]["utt"], "path": r[0]["path"], "speaker": r[0]["speaker"], "fold": r[0]["fold"],
+                    "label": r[0]["label"], "corpus": r[0]["family"], "segment_logits": [None] * r[0]["n_segments"],
+                    "scores": {"probs": np.mean([m["probs"] for m in r], axis=0),
+                               "logits": np.mean([np.log(np.maximum(m["probs"], 1e-6)) for m in r], axis=0)}}
+                   for r in zip(*rows)]
+    if len(predictions) != first["n_utterances"]:
+        raise SystemExit(f"the members share {len(predictions)} utterances, {runs[0]} has {first['n_utterances']}")
+
+    def metrics_of(selected, avg):
+        true = [classes.index(p["label"]) for p in selected]
+        pred = [int(np.argmax(p["scores"][avg])) for p in selected]
+        return metrics_from_confusion(confusion_matrix(true, pred, len(classes)), classes)
+
+    by_average = {avg: metrics_of(predictions, avg) for avg in ("probs", "logits")}
+    main_m = by_average["probs"]
+    by_corpus = corpus_metrics(predictions, classes, "probs")
+    per_fold = []
+    for fold in first["folds_run"]:
+        m = metrics_of([p for p in predictions if p["fold"] == fold], "probs")
+        per_fold.append({"fold": fold, "speakers": first["fold_speakers"][str(fold)], "n": m["n"],
+                         "wa": m["wa"], "ua": m["ua"], "recalls": m["recalls"]})
+    command = shlex.join(["python", "docs/ensemble_screen.py", "-o", str(out), *runs])
+    metrics = {
+        "classes": classes, "primary_average": "probs",
+        "scoring": f"utterance score = mean over the {len(runs)} members' utterance probabilities "
+                   "(each member averages its segment logits, D4)",
+        "wa": main_m["wa"], "ua": main_m["ua"], "recalls": main_m["recalls"], "support": main_m["support"],
+        "confusion": main_m["confusion"], "n_utterances": main_m["n"], "by_average": by_average,
+        "by_corpus": by_corpus, "per_fold": per_fold,
+        **{key: first[key] for key in ("n_folds", "folds_spec", "folds_run", "fold_speakers", "partial",
+                                       "epochs", "configs", "data")},
+        "command": command,
+        "ensemble_of": [{"path": run, "command": meta["command"],
+                         "seed": meta["configs"]["train_config"].get("seed"),
+                         "widths": meta["configs"]["model_config"].get("widths")}
+                        for run, meta in zip(runs, metas)],
+        "skipped": [s for i, m in enumerate(metas) for s in m["skipped"]
+                    if all(s not in earlier["skipped"] for earlier in metas[:i])],
+        "seconds": round(sum(m["seconds"] for m in metas), 3),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    _write_predictions(out / "predictions.csv", predictions, classes, "probs")
+    _write_metrics_csv(out / "metrics.csv", metrics, classes)
+    suffix = " (partial)" if metrics["partial"] else ""
+    _plot_confusion(out / "confusion.png", np.asarray(main_m["confusion"]), classes,
+                    f"WA {100 * main_m['wa']:.1f} %  UA {100 * main_m['ua']:.1f} %{suffix}")
+    for family, m in by_corpus.items():
+        _plot_confusion(out / f"confusion_{family}.png", np.asarray(m["confusion"]), m["classes"],
+                        f"{family}: WA {100 * m['wa']:.1f} %  UA {100 * m['ua']:.1f} %{suffix}")
+    (out / "command.txt").write_text(command + "\n" + "".join(f"# {r}: {m['command']}\n" for r, m in zip(runs, metas)))
+    return metrics
+
+
+def main(argv: list[str]) -> None:
+    out = None
+    if argv[:1] == ["-o"]:
+        out, argv = Path(argv[1]), argv[2:]
+    if not argv:
+        raise SystemExit(__doc__)
+    runs = argv
     classes, rows = members(runs)
     rights = []
     for run, member in zip(runs, rows):
@@ -106,6 +199,9 @@ def main(runs: list[str]) -> None:
     for run, right in zip(runs, rights):
         only_ens, only_run, p = mcnemar(right_ens, right)
         print(f"  vs {run}: right only with the ensemble {only_ens}, only with {run} {only_run}, p = {p:.3f}")
+    if out is not None:
+        m = write_report(out, runs)
+        print(f"{out}: WA {100 * m['wa']:.1f} UA {100 * m['ua']:.1f} over {m['n_utterances']} utterances")
 
 
 if __name__ == "__main__":

@@ -174,8 +174,8 @@ def render_evaluation(title: str, m: Mapping[str, Any]) -> str:
     out = [f"### {title}", ""]
     out.append(
         f"WA **{_pct(m['wa'])} %**, UA **{_pct(m['ua'])} %** over {m['n_utterances']} test utterances, "
-        f"{scope}, {epochs} epochs{partial}; utterance score = average of segment "
-        f"{m.get('primary_average')} (D4)."
+        f"{scope}, {epochs} epochs{partial}; "
+        + (m.get("scoring") or f"utterance score = average of segment {m.get('primary_average')} (D4)") + "."
     )
     other = {k: v for k, v in (m.get("by_average") or {}).items() if k != m.get("primary_average")}
     for name, alt in other.items():

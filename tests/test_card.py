@@ -7,7 +7,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from ser_cli.card import read_evaluation, render_card
+from ser_cli.card import read_evaluation, render_card, render_evaluation
 from ser_cli.cli import main
 from ser_cli.errors import ConfigError
 from ser_cli.model import read_metadata
@@ -36,6 +36,15 @@ def test_card_carries_data_recipe_decisions_and_evaluation(tiny_model):
     assert "partial" in card and "2 of 4 folds" in card
     assert "| high | 9 | 1 |" in card  # confusion row
     assert "probs): WA 70.0 %, UA 65.0 %" in card
+
+
+def test_evaluation_section_states_its_scoring_rule():
+    plain = render_evaluation("run", _metrics(partial=False))
+    assert "all 4 folds, 3 epochs; utterance score = average of segment logits (D4)." in plain
+    ensemble = render_evaluation("run", {**_metrics(partial=False), "primary_average": "probs",
+                                         "scoring": "utterance score = mean of 2 members' probabilities"})
+    assert "3 epochs; utterance score = mean of 2 members' probabilities." in ensemble
+    assert "average of segment" not in ensemble
 
 
 def test_card_without_evaluation_says_how_to_get_one(tiny_model):
