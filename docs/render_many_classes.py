@@ -11,6 +11,7 @@ section the first time).
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -41,9 +42,14 @@ SCREEN7 = [(("ser48-7c-emodb",), "EMO-DB 2 s copies (`emodb/`) alone", None),
             ("ser48-7c-joint-wide",)),
            (("ser48-7c-joint-wide", "ser48-7c-joint-wide-s1"), "ensemble of the two wide joint seeds",
             ("ser48-7c-joint-wide",))]
-#: the 7-class candidate (originals + RAVDESS's six shared classes) on the test folds, and the
-#: EMO-DB-only 48-epoch run it is paired with on the same EMO-DB speakers' folds
-JOINT7, JOINT7_REF = "joint7", "emodb7"
+#: the 7-class candidate (originals + RAVDESS's six shared classes) on the test folds: its two
+#: seeds and their ensemble, in this order (the first is the seed the others are paired with);
+#: the title of its full report where one is shown; and the EMO-DB-only 48-epoch run they are
+#: all paired with on the same EMO-DB speakers' folds
+JOINT7 = [("joint7", "EMO-DB with originals + RAVDESS", "48 epochs"),
+          ("joint7-s1", "the same, seed 1", None),
+          ("joint7-ens", "ensemble of seeds 0 and 1", "ensemble of two seeds at 48 epochs")]
+JOINT7_REF = "emodb7"
 # (run, title, SVM baseline WA / UA on the same folds, issue #10's UA target)
 RUNS_SHOWN = [("emodb7", "EMO-DB `emodb/`, seven classes, one fold per speaker", (63.7, 61.1), 75),
               ("ravdess8", "RAVDESS, eight classes, six folds of four actors", (46.5, 45.2), 60)]
@@ -125,37 +131,60 @@ def emodb_scores(runs: tuple[str, ...]) -> tuple[dict, dict[str, bool]]:
     return by_corpus.get("emodb", pooled), {u: ok for u, ok in right.items() if u in emodb}
 
 
+def emodb_correct(run_dir: Path) -> dict[str, bool]:
+    """EMO-DB utterance -> right, of an evaluate report over several corpora."""
+    with open(run_dir / "predictions.csv", newline="") as f:
+        return {row["utt"]: row["pred"] == row["true"] for row in csv.DictReader(f)
+                if row["speaker"].startswith("emodb:")}
+
+
 def joint7() -> tuple[list[str], list[str]]:
-    """The 7-class joint run on the test folds (table lines, full report), or nothing before it is committed."""
-    run_dir = RUNS / JOINT7
-    if not (run_dir / "metrics.json").is_file():
+    """The 7-class joint runs on the test folds (table lines, full reports), or nothing before they are committed."""
+    shown = [entry for entry in JOINT7 if (RUNS / entry[0] / "metrics.json").is_file()]
+    if not shown:
         return [], []
-    m = json.loads((run_dir / "metrics.json").read_text())
-    folds, e, r = m["folds_run"], m["by_corpus"]["emodb"], m["by_corpus"]["ravdess"]
-    scope = f"{len(folds)} of {m['n_folds']}" + (" (**partial**)" if m["partial"] else "")
-    speakers = sorted(s.split(":")[1] for f in folds for s in m["fold_speakers"][str(f)] if s.startswith("emodb:"))
+    first = json.loads((RUNS / shown[0][0] / "metrics.json").read_text())
+    folds = first["folds_run"]
+    speakers = sorted(s.split(":")[1] for f in folds for s in first["fold_speakers"][str(f)] if s.startswith("emodb:"))
     ref_wa, ref_ua = fold_metrics(RUNS / JOINT7_REF, folds)
-    here, ref = correct(run_dir), correct(RUNS / JOINT7_REF, folds=folds)
-    assert ref.keys() <= here.keys(), f"{JOINT7}: not {JOINT7_REF}'s EMO-DB test utterances"
-    only_here, only_ref, p = mcnemar(here, ref)
+    ref = correct(RUNS / JOINT7_REF, folds=folds)
+    seed0 = emodb_correct(RUNS / shown[0][0])
     (svm_wa, svm_ua), target = next((svm, t) for run, _, svm, t in RUNS_SHOWN if run == JOINT7_REF)
     out = ["### Seven classes, trained jointly, on the test folds", "",
            "The inner fold's winner on the protocol's folds: EMO-DB with its full-length originals "
            "where they exist, and RAVDESS's six shared classes, one model per fold "
            "(`--folds emodb=10,ravdess=6`: fold *i* holds out EMO-DB speaker *i* and, for *i* ≤ 6, "
-           "RAVDESS actors 4*i*−3 … 4*i*), 48 epochs. EMO-DB's numbers are over its own 7-class "
-           f"utterances (`by_corpus`), of speakers {', '.join(speakers)}. Command: `{m['command']}` "
-           f"(`results/classes48/{JOINT7}/`).", "",
-           "| run | folds | EMO-DB WA | EMO-DB UA | RAVDESS (6 classes) WA / UA | right only here / only in the EMO-DB-only run⁴ |",
-           "|---|---|---|---|---|---|",
-           f"| MFCC + SVM baseline (the issues), EMO-DB 2 s copies | 10 of 10 | {svm_wa} | {svm_ua} | – | – |",
-           f"| EMO-DB `emodb/` alone (`{JOINT7_REF}` above), same folds | {scope} | {ref_wa:.1f} | {ref_ua:.1f} | – | – |",
-           f"| EMO-DB with originals + RAVDESS | {scope} | **{100 * e['wa']:.1f}** | **{100 * e['ua']:.1f}** "
-           f"| {100 * r['wa']:.1f} / {100 * r['ua']:.1f} | {only_here} / {only_ref}, {fmt_p(p)} |",
-           f"| issue #10's target | 10 of 10 | – | ≥ {target} | – | – |",
-           "", "⁴ On the same EMO-DB test utterances (an original and its 2 s copy are one utterance), "
-           "exact McNemar p.", ""]
-    return out, [render_evaluation(f"Seven classes, EMO-DB with originals + RAVDESS, {m['epochs']} epochs", m), ""]
+           "RAVDESS actors 4*i*−3 … 4*i*), 48 epochs; then a second seed of it, and the two seeds' "
+           "ensemble (each utterance's probabilities averaged, `docs/ensemble_screen.py -o`). "
+           "EMO-DB's numbers are over its own 7-class "
+           f"utterances (`by_corpus`), of speakers {', '.join(speakers)}. Commands:", ""]
+    out += [f"- `{run}`: `{json.loads((RUNS / run / 'metrics.json').read_text())['command']}`" for run, *_ in shown]
+    out += ["",
+           "| run | folds | EMO-DB WA | EMO-DB UA | RAVDESS (6 classes) WA / UA "
+           "| right only here / only in the EMO-DB-only run⁴ | right only here / only with seed 0⁴ |",
+           "|---|---|---|---|---|---|---|",
+           f"| MFCC + SVM baseline (the issues), EMO-DB 2 s copies | 10 of 10 | {svm_wa} | {svm_ua} | – | – | – |",
+           f"| EMO-DB `emodb/` alone (`{JOINT7_REF}` above), same folds | {len(folds)} of {first['n_folds']} "
+           f"| {ref_wa:.1f} | {ref_ua:.1f} | – | – | – |"]
+    reports = []
+    for run, label, title in shown:
+        m = json.loads((RUNS / run / "metrics.json").read_text())
+        assert m["folds_run"] == folds, f"{run}: not the folds of {shown[0][0]}"
+        scope = f"{len(folds)} of {m['n_folds']}" + (" (**partial**)" if m["partial"] else "")
+        e, r = m["by_corpus"]["emodb"], m["by_corpus"]["ravdess"]
+        here = emodb_correct(RUNS / run)
+        assert ref.keys() <= here.keys(), f"{run}: not {JOINT7_REF}'s EMO-DB test utterances"
+        a, b, p = mcnemar(here, ref)
+        a0, b0, p0 = mcnemar(here, seed0)
+        vs_seed0 = "–" if run == shown[0][0] else f"{a0} / {b0}, {fmt_p(p0)}"
+        out.append(f"| {label} (`{run}`) | {scope} | **{100 * e['wa']:.1f}** | **{100 * e['ua']:.1f}** "
+                   f"| {100 * r['wa']:.1f} / {100 * r['ua']:.1f} | {a} / {b}, {fmt_p(p)} | {vs_seed0} |")
+        if title:
+            reports += [render_evaluation(f"Seven classes, EMO-DB with originals + RAVDESS, {title}", m), ""]
+    out += [f"| issue #10's target | 10 of 10 | – | ≥ {target} | – | – | – |",
+            "", "⁴ On the same EMO-DB test utterances (an original and its 2 s copy are one utterance), "
+            "exact McNemar p.", ""]
+    return out, reports
 
 
 def main() -> None:
