@@ -51,12 +51,20 @@ ser-cli evaluate "$D/emodb_original_subset" "$D/emodb" "$D/ravdess" \
   --classes angry,boredom,disgust,fear,happy,neutral,sad --folds emodb=10,ravdess=6 \
   --jobs 2 --threads 1 --quiet -o "$OUT/joint7"
 # the inner fold's next 7-class candidate, the ensemble of two seeds of the joint configuration:
-# its second member, seed 1, on the same ten folds (about 5 h on two lanes; run in parts with
-# --only-folds, one or two processes into OUT/joint7-s1, then this command pools them), and the
-# ensemble of the two runs' utterance probabilities, written as a report like evaluate's (after
-# copying OUT/joint7-s1's report files to docs/results/classes48/joint7-s1/):
+# its second member, seed 1, on the same ten folds (about 8 h of one core, 46-52 min a fold; run in
+# parts with --only-folds, one or two processes into OUT/joint7-s1, then this command pools them),
+# and the ensemble of the two runs' utterance probabilities, written as a report like evaluate's
+# (after copying OUT/joint7-s1's report files to docs/results/classes48/joint7-s1/):
 #   python docs/ensemble_screen.py -o docs/results/classes48/joint7-ens \
 #     docs/results/classes48/joint7 docs/results/classes48/joint7-s1
+# Its parts span sessions whose machines do not keep OUT, so each finished fold's result.json is
+# committed under docs/results/classes48/joint7-s1/folds/fold_NN/ and put back here before the
+# run: evaluate reuses a fold whose fingerprint (configs, classes, utterance paths and labels)
+# matches, so only with the data at the same absolute path as when it ran ($D, /work/shared/data);
+# elsewhere those folds train again. cp -n keeps folds that OUT already has.
+mkdir -p "$OUT/joint7-s1"
+S1_FOLDS="$(dirname "$0")/results/classes48/joint7-s1/folds"
+if [ -d "$S1_FOLDS" ]; then cp -rn "$S1_FOLDS" "$OUT/joint7-s1/"; fi
 ser-cli evaluate "$D/emodb_original_subset" "$D/emodb" "$D/ravdess" \
   --classes angry,boredom,disgust,fear,happy,neutral,sad --folds emodb=10,ravdess=6 --seed 1 \
   --jobs 2 --threads 1 --quiet -o "$OUT/joint7-s1"
