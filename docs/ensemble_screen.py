@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from render_paper_tables import mcnemar
+from render_paper_tables import fmt_p, mcnemar
 
 from ser_cli.evaluation import (
     _plot_confusion,
@@ -196,9 +196,15 @@ def main(argv: list[str]) -> None:
         print(f"{run:<28} {line(by_corpus, pooled)}")
     by_corpus, pooled, right_ens = score(average(rows), classes)
     print(f"{'ensemble of ' + str(len(runs)):<28} {line(by_corpus, pooled)}")
+    # pooled, then per corpus when the runs mix corpora
+    families = sorted({r["family"] for r in rows[0]})
+    groups = [("", set(right_ens))]
+    if len(families) > 1:
+        groups += [(NAMES.get(f, f) + " ", {r["utt"] for r in rows[0] if r["family"] == f}) for f in families]
     for run, right in zip(runs, rights):
-        only_ens, only_run, p = mcnemar(right_ens, right)
-        print(f"  vs {run}: right only with the ensemble {only_ens}, only with {run} {only_run}, p = {p:.3f}")
+        for name, utts in groups:
+            only_ens, only_run, p = mcnemar({u: right_ens[u] for u in utts}, {u: right[u] for u in utts})
+            print(f"  vs {run}: {name}right only with the ensemble {only_ens}, only with {run} {only_run}, {fmt_p(p)}")
     if out is not None:
         m = write_report(out, runs)
         print(f"{out}: WA {100 * m['wa']:.1f} UA {100 * m['ua']:.1f} over {m['n_utterances']} utterances")

@@ -53,9 +53,9 @@ ser-cli evaluate "$D/emodb_original_subset" "$D/emodb" "$D/ravdess" \
 # the inner fold's next 7-class candidate, the ensemble of two seeds of the joint configuration:
 # its second member, seed 1, on the same ten folds (about 8 h of one core: 42-44 min a fold for
 # folds 1-6, more for 7-10; run in parts with --only-folds, one or two processes into
-# OUT/joint7-s1, then this command pools them),
-# and the ensemble of the two runs' utterance probabilities, written as a report like evaluate's
-# (after copying OUT/joint7-s1's report files to docs/results/classes48/joint7-s1/):
+# OUT/joint7-s1, then this command pools them), and the ensemble of the two runs' utterance
+# probabilities, written as a report like evaluate's (after copying OUT/joint7-s1's report files
+# to docs/results/classes48/joint7-s1/):
 #   python docs/ensemble_screen.py -o docs/results/classes48/joint7-ens \
 #     docs/results/classes48/joint7 docs/results/classes48/joint7-s1
 # Its parts span sessions whose machines do not keep OUT, so each finished fold's result.json is
