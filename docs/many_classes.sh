@@ -51,8 +51,8 @@ ser-cli evaluate "$D/emodb_original_subset" "$D/emodb" "$D/ravdess" \
   --classes angry,boredom,disgust,fear,happy,neutral,sad --folds emodb=10,ravdess=6 \
   --jobs 2 --threads 1 --quiet -o "$OUT/joint7"
 # the inner fold's next 7-class candidate, the ensemble of two seeds of the joint configuration:
-# its second member, seed 1, on the same ten folds (about 8 h of one core: 42-44 min a fold for
-# folds 1-6, more for 7-10; run in parts with --only-folds, one or two processes into
+# its second member, seed 1, on the same ten folds (about 7.5 h of one core: 42-44 min a fold for
+# folds 1-6, 46-47 min for 7-10; run in parts with --only-folds, one or two processes into
 # OUT/joint7-s1, then this command pools them), and the ensemble of the two runs' utterance
 # probabilities, written as a report like evaluate's (after copying OUT/joint7-s1's report files
 # to docs/results/classes48/joint7-s1/):
