@@ -41,7 +41,10 @@ SCREEN7 = [(("ser48-7c-emodb",), "EMO-DB 2 s copies (`emodb/`) alone", None),
            (("ser48-7c-joint", "ser48-7c-joint-wide"), "ensemble of the joint and the wide joint model, seed 0",
             ("ser48-7c-joint-wide",)),
            (("ser48-7c-joint-wide", "ser48-7c-joint-wide-s1"), "ensemble of the two wide joint seeds",
-            ("ser48-7c-joint-wide",))]
+            ("ser48-7c-joint-wide",)),
+           (("ser48-7c-joint-s2",), "EMO-DB with originals + RAVDESS, seed 2", ("ser48-7c-joint",)),
+           (("ser48-7c-joint", "ser48-7c-joint-s1", "ser48-7c-joint-s2"), "ensemble of the three joint seeds",
+            ("ser48-7c-joint", "ser48-7c-joint-s1"))]
 #: the 7-class candidate (originals + RAVDESS's six shared classes) on the test folds: its two
 #: seeds and their ensemble, in this order (the first is the seed the others are paired with);
 #: the title of its full report where one is shown; and the EMO-DB-only 48-epoch run they are
