@@ -14,7 +14,8 @@
 # six shared classes; actors 01-04 held out as in the 4-class screen); then, on the joint data,
 # a second seed and the 1.5x wider trunk (two seeds), for the trunk and ensemble levers. Copy each
 # OUT/screen7/<run>/{metrics.json,metrics.csv,predictions.csv,command.txt} to
-# docs/results/screening/<run>/. Then the winner on the test folds (the end of this script).
+# docs/results/screening/<run>/. Then the winner on the test folds, its second seed there, and
+# last a third seed on the inner fold, for the ensemble's size.
 #
 #   SER_DATA=../shared/data docs/many_classes.sh [OUT]      (OUT default runs/classes48)
 set -e
