@@ -3,7 +3,8 @@
 # speakers of outer fold 1; docs/results.md, "Screening the levers"), 12 epochs: each run is the
 # `ser` recipe with one part taken away (or VTLP added), against `ser12-adamw` and its seeds 1
 # and 2 (docs/results/screening/ser12-adamw{,-s1,-s2}), whose spread is the noise to beat.
-# Last, a wider trunk (Conv2-Conv5 1.5 times as wide). Two runs train at once (one thread each);
+# Then a wider trunk (Conv2-Conv5 1.5 times as wide), and last that trunk on the ten test folds
+# (docs/results/wide4/). Two runs train at once (one thread each);
 # every run resumes where it stopped. Then copy each
 # OUT/<run>/{metrics.json,metrics.csv,predictions.csv,command.txt} to docs/results/screening/<run>/
 # and render the table with: cd docs && python lever_ablations.py
@@ -34,3 +35,16 @@ $S --epochs 48 --mixup 0 -o "$OUT/ser48-no-mixup"; wait
 # label smoothing and the class/corpus loss weights taken away at 48 epochs (against ser48-adamw)
 $S --epochs 48 --label-smoothing 0 -o "$OUT/ser48-no-smoothing" &
 $S --epochs 48 --no-class-balance --no-corpus-balance -o "$OUT/ser48-no-balance"; wait
+# the 4-class winner, the 1.5x wider trunk, on the protocol's ten folds (fold i holds out EMO-DB
+# speaker i and, for i <= 6, RAVDESS actors 4i-3 .. 4i), against the bundled model's evaluation
+# (docs/results/default-model/joint/, the `ser` width, same folds and utterances): about 31 min
+# of one core a fold. Its parts may span sessions whose machines do not keep runs/, so each
+# finished fold's result.json is committed under docs/results/wide4/folds/fold_NN/ and put back
+# here before the run: evaluate reuses a fold whose fingerprint (configs, classes, utterance paths
+# and labels) matches, so only with the data at the same absolute path as when it ran
+# (/work/shared/data); elsewhere those folds train again. cp -n keeps folds OUT already has.
+mkdir -p "$OUT/wide4"
+W4_FOLDS="$(dirname "$0")/results/wide4/folds"
+if [ -d "$W4_FOLDS" ]; then cp -rn "$W4_FOLDS" "$OUT/wide4/"; fi
+ser-cli evaluate "$D/emodb_original_subset" "$D/emodb" "$D/ravdess" --classes neutral,happy,angry,sad \
+  --folds emodb=10,ravdess=6 --epochs 48 --widths 48,72,96,120 --jobs 2 --threads 1 --quiet -o "$OUT/wide4"
