@@ -1,6 +1,6 @@
 """Issue #10's confirmation run against the first bundled model's recipe, on the same test folds.
 
-Compares an evaluation run with one setting changed (default: ``results/default-model/joint``,
+Compares an evaluation run with one setting changed (the number of epochs, or the trunk widths) (default: ``results/default-model/joint``,
 the 48-epoch bundled model's joint EMO-DB + RAVDESS evaluation) with a reference run on the same
 folds (default: ``results/default-model-12ep/joint``, the first bundled model's, 12 epochs).
 Where the new run is partial, the reference is pooled over the same folds, so both rows cover
@@ -59,11 +59,13 @@ def main() -> None:
         raise SystemExit(f"{run_dir} and {reference} scored different utterances on folds {folds}")
     label = f"folds {','.join(map(str, folds))} of {metrics['n_folds']}"
     corpora = sorted({c for c, _, _ in new.values() if c is not None})
-    print(f"| run ({label}) | epochs | " + "".join(f"{c} WA / UA | " for c in corpora) + "pooled WA / UA |")
-    print("|---|---|" + "---|" * len(corpora) + "---|")
+    print(f"| run ({label}) | epochs | trunk widths | " + "".join(f"{c} WA / UA | " for c in corpora)
+          + "pooled WA / UA |")
+    print("|---|---|---|" + "---|" * len(corpora) + "---|")
     name_new, name_ref = run_dir.relative_to(ROOT).as_posix(), reference.relative_to(ROOT).as_posix()
     for name, m, preds in ((name_ref, ref_metrics, ref), (name_new, metrics, new)):
-        print(f"| {name} | {m['epochs']} | " + "".join(f"{scores(preds, classes, c)} | " for c in corpora)
+        widths = ",".join(map(str, m["configs"]["model_config"]["widths"]))
+        print(f"| {name} | {m['epochs']} | {widths} | " + "".join(f"{scores(preds, classes, c)} | " for c in corpora)
               + f"{scores(preds, classes, None)} |")
     print()
     for corpus in [*corpora, None]:
