@@ -1,8 +1,9 @@
 """Issue #10's confirmation run against the first bundled model's recipe, on the same test folds.
 
-Compares an evaluation run with one setting changed (the number of epochs, or the trunk widths) (default: ``results/default-model/joint``,
-the 48-epoch bundled model's joint EMO-DB + RAVDESS evaluation) with a reference run on the same
-folds (default: ``results/default-model-12ep/joint``, the first bundled model's, 12 epochs).
+Compares an evaluation run with one setting changed, such as the number of epochs or the trunk
+widths (default: ``results/default-model/joint``, the 48-epoch bundled model's joint EMO-DB +
+RAVDESS evaluation), with a reference run on the same folds (default:
+``results/default-model-12ep/joint``, the first bundled model's, 12 epochs).
 Where the new run is partial, the reference is pooled over the same folds, so both rows cover
 the same test utterances. Prints a
 Markdown table: WA / UA per corpus and pooled, and the paired count of utterances right only with
@@ -10,7 +11,8 @@ each run with its exact McNemar p.
 
     python docs/confirm_epochs.py [RUN [REFERENCE]]    (folders under docs/results/)
 
-e.g. ``default-model/cross-corpus default-model-12ep/cross-corpus`` for the cross-corpus runs.
+e.g. ``default-model/cross-corpus default-model-12ep/cross-corpus`` for the cross-corpus runs,
+``wide4 default-model/joint`` for the wider trunk against the bundled model's width.
 """
 
 from __future__ import annotations

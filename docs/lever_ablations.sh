@@ -37,7 +37,7 @@ $S --epochs 48 --label-smoothing 0 -o "$OUT/ser48-no-smoothing" &
 $S --epochs 48 --no-class-balance --no-corpus-balance -o "$OUT/ser48-no-balance"; wait
 # the 4-class winner, the 1.5x wider trunk, on the protocol's ten folds (fold i holds out EMO-DB
 # speaker i and, for i <= 6, RAVDESS actors 4i-3 .. 4i), against the bundled model's evaluation
-# (docs/results/default-model/joint/, the `ser` width, same folds and utterances): about 31 min
+# (docs/results/default-model/joint/, the `ser` width, same folds and utterances): about 32 min
 # of one core a fold. Its parts may span sessions whose machines do not keep runs/, so each
 # finished fold's result.json is committed under docs/results/wide4/folds/fold_NN/ and put back
 # here before the run: evaluate reuses a fold whose fingerprint (configs, classes, utterance paths
