@@ -19,6 +19,9 @@ agree on their folds, fold speakers and data (only the seed, or the model, may d
 
     python docs/ensemble_screen.py -o docs/results/classes48/joint7-ens \
         docs/results/classes48/joint7 docs/results/classes48/joint7-s1      (from the repository root)
+
+``--average logits`` (before the runs) combines the members as a ``ser-cli ensemble`` model file
+does, by their mean utterance logits, instead of their mean probabilities.
 """
 
 from __future__ import annotations
@@ -96,9 +99,22 @@ def members(runs: list[str]) -> tuple[list[str], list[list[dict]]]:
     return classes, [[{**t[u], "utt": u} for u in utts] for t in tables]
 
 
-def average(rows_of_members: list[list[dict]]) -> list[dict]:
-    """The ensemble's rows: each utterance's probabilities averaged over the members."""
-    return [{**rows[0], "probs": np.mean([r["probs"] for r in rows], axis=0)} for rows in zip(*rows_of_members)]
+def combine(probs: list[np.ndarray], how: str) -> np.ndarray:
+    """The ensemble's utterance probabilities from its members': their mean (``probs``), or
+    (``logits``) the softmax of the mean of their log-probabilities, which ranks the classes as
+    the mean of the members' utterance logits does, i.e. as a ``ser-cli ensemble`` model file
+    scores (it averages segment logits). Probabilities are clipped at 1e-6, the precision
+    ``predictions.csv`` prints, so ``logits`` matches that file up to this rounding."""
+    if how == "probs":
+        return np.mean(probs, axis=0)
+    mean_log = np.mean([np.log(np.maximum(p, 1e-6)) for p in probs], axis=0)
+    e = np.exp(mean_log - mean_log.max())
+    return e / e.sum()
+
+
+def average(rows_of_members: list[list[dict]], how: str = "probs") -> list[dict]:
+    """The ensemble's rows: each utterance's probabilities combined over the members."""
+    return [{**rows[0], "probs": combine([r["probs"] for r in rows], how)} for rows in zip(*rows_of_members)]
 
 
 def line(by_corpus: dict, pooled: dict) -> str:
@@ -112,13 +128,13 @@ def line(by_corpus: dict, pooled: dict) -> str:
 MUST_AGREE = ("classes", "n_folds", "folds_spec", "folds_run", "fold_speakers", "data", "epochs")
 
 
-def write_report(out: Path, runs: list[str]) -> dict:
+def write_report(out: Path, runs: list[str], primary: str = "probs") -> dict:
     """Write the ensemble of ``runs`` as an ``evaluate``-style report in ``out``; its metrics.
 
-    The primary score of an utterance is the mean of the members' probabilities (the rule
-    screened above); the other (``logits``) is the mean of their log-probabilities, which ranks
-    classes as averaging the members' utterance logits would (probabilities are clipped at 1e-6,
-    the precision ``predictions.csv`` prints).
+    Both rules of :func:`combine` are scored (``by_average``); ``primary`` is the one the
+    report's WA, UA, per-corpus and per-fold numbers use: ``probs``, the mean of the members'
+    probabilities (the rule screened above), or ``logits``, the rule of a ``ser-cli ensemble``
+    model file.
     """
     metas = [json.loads((folder(r) / "metrics.json").read_text()) for r in runs]
     for run, meta in zip(runs[1:], metas[1:]):
@@ -129,8 +145,7 @@ def write_report(out: Path, runs: list[str]) -> dict:
     first = metas[0]
     predictions = [{"utt_id": r[0]["utt"], "path": r[0]["path"], "speaker": r[0]["speaker"], "fold": r[0]["fold"],
                     "label": r[0]["label"], "corpus": r[0]["family"], "segment_logits": [None] * r[0]["n_segments"],
-                    "scores": {"probs": np.mean([m["probs"] for m in r], axis=0),
-                               "logits": np.mean([np.log(np.maximum(m["probs"], 1e-6)) for m in r], axis=0)}}
+                    "scores": {how: combine([m["probs"] for m in r], how) for how in ("probs", "logits")}}
                    for r in zip(*rows)]
     if len(predictions) != first["n_utterances"]:
         raise SystemExit(f"the members share {len(predictions)} utterances, {runs[0]} has {first['n_utterances']}")
@@ -141,18 +156,21 @@ def write_report(out: Path, runs: list[str]) -> dict:
         return metrics_from_confusion(confusion_matrix(true, pred, len(classes)), classes)
 
     by_average = {avg: metrics_of(predictions, avg) for avg in ("probs", "logits")}
-    main_m = by_average["probs"]
-    by_corpus = corpus_metrics(predictions, classes, "probs")
+    main_m = by_average[primary]
+    by_corpus = corpus_metrics(predictions, classes, primary)
     per_fold = []
     for fold in first["folds_run"]:
-        m = metrics_of([p for p in predictions if p["fold"] == fold], "probs")
+        m = metrics_of([p for p in predictions if p["fold"] == fold], primary)
         per_fold.append({"fold": fold, "speakers": first["fold_speakers"][str(fold)], "n": m["n"],
                          "wa": m["wa"], "ua": m["ua"], "recalls": m["recalls"]})
-    command = shlex.join(["python", "docs/ensemble_screen.py", "-o", str(out), *runs])
+    command = shlex.join(["python", "docs/ensemble_screen.py", "-o", str(out),
+                          *(["--average", primary] if primary != "probs" else []), *runs])
+    rule = {"probs": f"mean over the {len(runs)} members' utterance probabilities",
+            "logits": f"mean over the {len(runs)} members' utterance logits, as a `ser-cli ensemble` "
+                      "model scores"}[primary]
     metrics = {
-        "classes": classes, "primary_average": "probs",
-        "scoring": f"utterance score = mean over the {len(runs)} members' utterance probabilities "
-                   "(each member averages its segment logits, D4)",
+        "classes": classes, "primary_average": primary,
+        "scoring": f"utterance score = {rule} (each member averages its segment logits, D4)",
         "wa": main_m["wa"], "ua": main_m["ua"], "recalls": main_m["recalls"], "support": main_m["support"],
         "confusion": main_m["confusion"], "n_utterances": main_m["n"], "by_average": by_average,
         "by_corpus": by_corpus, "per_fold": per_fold,
@@ -169,7 +187,7 @@ def write_report(out: Path, runs: list[str]) -> dict:
     }
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    _write_predictions(out / "predictions.csv", predictions, classes, "probs")
+    _write_predictions(out / "predictions.csv", predictions, classes, primary)
     _write_metrics_csv(out / "metrics.csv", metrics, classes)
     suffix = " (partial)" if metrics["partial"] else ""
     _plot_confusion(out / "confusion.png", np.asarray(main_m["confusion"]), classes,
@@ -182,9 +200,15 @@ def write_report(out: Path, runs: list[str]) -> dict:
 
 
 def main(argv: list[str]) -> None:
-    out = None
-    if argv[:1] == ["-o"]:
-        out, argv = Path(argv[1]), argv[2:]
+    out, how = None, "probs"
+    while argv[:1] in (["-o"], ["--average"]):
+        if argv[0] == "-o":
+            out = Path(argv[1])
+        elif argv[1] in ("probs", "logits"):
+            how = argv[1]
+        else:
+            raise SystemExit(f"--average {argv[1]!r}: expected probs or logits")
+        argv = argv[2:]
     if not argv:
         raise SystemExit(__doc__)
     runs = argv
@@ -194,7 +218,7 @@ def main(argv: list[str]) -> None:
         by_corpus, pooled, right = score(member, classes)
         rights.append(right)
         print(f"{run:<28} {line(by_corpus, pooled)}")
-    by_corpus, pooled, right_ens = score(average(rows), classes)
+    by_corpus, pooled, right_ens = score(average(rows, how), classes)
     print(f"{'ensemble of ' + str(len(runs)):<28} {line(by_corpus, pooled)}")
     # pooled, then per corpus when the runs mix corpora
     families = sorted({r["family"] for r in rows[0]})
@@ -206,7 +230,7 @@ def main(argv: list[str]) -> None:
             only_ens, only_run, p = mcnemar({u: right_ens[u] for u in utts}, {u: right[u] for u in utts})
             print(f"  vs {run}: {name}right only with the ensemble {only_ens}, only with {run} {only_run}, {fmt_p(p)}")
     if out is not None:
-        m = write_report(out, runs)
+        m = write_report(out, runs, how)
         print(f"{out}: WA {100 * m['wa']:.1f} UA {100 * m['ua']:.1f} over {m['n_utterances']} utterances")
 
 

@@ -101,8 +101,13 @@ def _deviations(meta: Mapping[str, Any]) -> list[str]:
     return out
 
 
-def _recipe_text(tc: Mapping[str, Any], sc: Mapping[str, Any], training: Mapping[str, Any]) -> str:
-    """The training recipe of a model's metadata, in one paragraph."""
+def _recipe_text(tc: Mapping[str, Any], sc: Mapping[str, Any], training: Mapping[str, Any],
+                 outcome: bool = True) -> str:
+    """The training recipe of a model's metadata, in one paragraph.
+
+    ``outcome``: end with the device, precision, final loss and accuracy (an ensemble's card
+    gives them per member instead, and ``tc['seed']`` may then be a list of the members').
+    """
     if tc.get("optimizer", "sgd") == "adamw":
         optimiser = f"AdamW, decoupled weight decay {tc.get('weight_decay')}"
     else:
@@ -138,15 +143,38 @@ def _recipe_text(tc: Mapping[str, Any], sc: Mapping[str, Any], training: Mapping
         augment.append("class-balanced loss")
     if tc.get("corpus_balance"):
         augment.append("corpus-balanced loss")
+    seed = tc.get("seed")
+    seed = f"seeds {', '.join(map(str, seed))}" if isinstance(seed, list) else f"seed {seed}"
     text = (
-        f"{optimiser}, batch {tc.get('batch_size')}, {tc.get('epochs')} epochs, {schedule}, seed "
-        f"{tc.get('seed')}; {sampling}"
-        + (f"; {'; '.join(augment)}" if augment else "; no augmentation")
-        + f". Trained on {training.get('device')} in {training.get('precision')}. Final training loss "
-        f"{training.get('final_loss', float('nan')):.3f}, training accuracy "
-        f"{_pct(training.get('final_accuracy'))} %."
+        f"{optimiser}, batch {tc.get('batch_size')}, {tc.get('epochs')} epochs, {schedule}, {seed}; "
+        f"{sampling}" + (f"; {'; '.join(augment)}" if augment else "; no augmentation") + "."
     )
+    if outcome:
+        text += (f" Trained on {training.get('device')} in {training.get('precision')}. Final training "
+                 f"loss {training.get('final_loss', float('nan')):.3f}, training accuracy "
+                 f"{_pct(training.get('final_accuracy'))} %.")
     return text
+
+
+def _ensemble_text(ensemble: Mapping[str, Any]) -> list[str]:
+    """An ensemble's members: what differs between their recipes, and a table of them."""
+    members = ensemble.get("members", [])
+    configs = [m.get("train_config", {}) for m in members]
+    differ = sorted({k for c in configs for k in c if any(json.dumps(c.get(k)) != json.dumps(configs[0].get(k))
+                                                         for c in configs)})
+    what = ", ".join(f"`{k}`" for k in differ) if differ else "nothing in their recipe"
+    out = [f"An ensemble of {len(members)} networks trained with this recipe, differing in {what}; "
+           f"scoring averages their {ensemble.get('average', 'segment logits')}, so it runs "
+           f"{len(members)} networks per segment.", ""]
+    rows = []
+    for i, m in enumerate(members, start=1):
+        training = m.get("training", {})
+        rows.append([i, f"`{m.get('file')}`", f"`{str(m.get('sha256'))[:16]}…`",
+                     m.get("train_config", {}).get("seed"), training.get("device"), training.get("precision"),
+                     f"{training.get('final_loss', float('nan')):.3f}", f"{_pct(training.get('final_accuracy'))} %"])
+    out.append(_table(["member", "file", "sha256", "seed", "device", "precision", "final loss",
+                       "training accuracy"], rows))
+    return out
 
 
 def render_evaluation(title: str, m: Mapping[str, Any]) -> str:
@@ -261,11 +289,19 @@ def render_card(model_path: str | os.PathLike[str],
     if meta.get("skipped"):
         out += ["", f"Skipped (unreadable) files: {len(meta['skipped'])}."]
     out += ["", "## Recipe", ""]
-    out.append(_recipe_text(tc, sc, training))
+    ensemble = meta.get("ensemble")
+    if ensemble:
+        seeds = [m.get("train_config", {}).get("seed") for m in ensemble.get("members", [])]
+        out.append(_recipe_text({**tc, "seed": seeds}, sc, training, outcome=False))
+        out += [""] + _ensemble_text(ensemble)
+    else:
+        out.append(_recipe_text(tc, sc, training))
     deviations = _deviations(meta)
     if deviations:
         out += ["", "Departures from the paper-faithful defaults: " + "; ".join(deviations) + "."]
-    out += ["", "Command:", "", "```bash", str(meta.get("command")), "```"]
+    commands = [m.get("command") for m in ensemble.get("members", [])] if ensemble else []
+    out += ["", "Commands (each member, then the ensemble):" if ensemble else "Command:", "", "```bash",
+            *map(str, commands), str(meta.get("command")), "```"]
     out += ["", "## Decisions D1–D5 as used", ""]
     out.append(_table(["decision", "setting"], [
         ["D1 normalisation", f"{fc.get('normalization')} then μ-law, μ = {fc.get('mu')}"],

@@ -499,6 +499,9 @@ def model_info(model: str | None, as_json: bool) -> None:
     if data:
         click.echo(f"data: {data.get('n_utterances')} utterances; corpora {data.get('corpora')}; "
                    f"classes {data.get('classes')}")
+    for i, member in enumerate((meta.get("ensemble") or {}).get("members", []), start=1):
+        click.echo(f"member {i}: {member.get('file')} (sha256 {str(member.get('sha256'))[:16]}…, "
+                   f"seed {member.get('train_config', {}).get('seed')}): {member.get('command')}")
     metrics = meta.get("metrics")
     if metrics:
         click.echo("metrics: " + json.dumps(metrics, sort_keys=True))
@@ -543,6 +546,31 @@ def model_card(model: str, evaluations: tuple[str, ...], attach: bool, output: s
     target = Path(output) if output else Path(model).with_suffix(".md")
     target.write_text(render_card(model, parsed))
     click.echo(f"wrote {target}", err=True)
+
+
+@main.command("ensemble")
+@click.argument("models", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), required=True,
+              help="The ensemble's model file to write.")
+@_ser_errors
+def ensemble_command(models: tuple[str, ...], output: str) -> None:
+    """Combine trained models of one configuration into one model that averages them.
+
+    The members (two or more 'ser-cli train' outputs with the same classes, features,
+    segmentation and network, e.g. different --seed) are stored in one TorchScript file whose
+    segment logits are the mean of theirs; 'analyze', 'model-info' and 'model-card' read it
+    like any model. Scoring costs one network per member.
+
+    \b
+    Example:
+      ser-cli ensemble seed0.pt seed1.pt -o ensemble.pt
+    """
+    import shlex
+
+    from ser_cli.model import ensemble_models
+
+    path = ensemble_models(list(models), output, command=shlex.join(sys.argv))
+    click.echo(f"wrote {path} ({len(models)} members)", err=True)
 
 
 # --- commands: analyze, merge, bench analyze ---------------------------------------------

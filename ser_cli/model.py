@@ -36,6 +36,8 @@ __all__ = [
     "MODEL_FORMAT",
     "ModelConfig",
     "CNN",
+    "Ensemble",
+    "ensemble_models",
     "script_model",
     "export_model",
     "export_program",
@@ -417,6 +419,121 @@ class CNN(nn.Module):
         c, h = windows.shape[0], windows.shape[1]
         windows = windows.reshape(c, h, n, width).permute(2, 0, 1, 3)
         return self.head(windows.contiguous())
+
+
+class Ensemble(nn.Module):
+    """Several trained CNNs of one configuration: the segment logits averaged over the members.
+
+    An utterance's score is the mean of its segment logits (D4 ``logits``), so averaging the
+    members' segment logits gives the utterance the mean of the members' utterance logits: the
+    ensemble that ``docs/ensemble_screen.py --average logits`` evaluates from the members'
+    predictions. ``trunk_map`` concatenates the members' trunk maps along the channels and
+    ``window_logits`` splits them again, so shared-trunk scoring (:mod:`ser_cli.trunk`) works
+    unchanged.
+
+    Examples
+    --------
+    >>> config = ModelConfig(n_classes=4, widths=(4, 4, 4, 4))
+    >>> a, b = CNN(config).eval(), CNN(config).eval()
+    >>> x = torch.zeros(2, 1, 400, 200)
+    >>> torch.allclose(Ensemble([a, b])(x), (a(x) + b(x)) / 2)
+    True
+    """
+
+    def __init__(self, members: list[CNN]):
+        super().__init__()
+        if len(members) < 2:
+            raise ConfigError(f"an ensemble needs at least 2 members, got {len(members)}")
+        self.members = nn.ModuleList(members)
+        self.channels = members[0].config.trunk_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits: list[torch.Tensor] = []
+        for member in self.members:
+            logits.append(member(x))
+        return torch.stack(logits).mean(0)
+
+    @torch.jit.export
+    def trunk_map(self, x: torch.Tensor) -> torch.Tensor:
+        """The members' trunk maps, concatenated along the channels: ``(N, K·C, H, M)``."""
+        maps: list[torch.Tensor] = []
+        for member in self.members:
+            maps.append(member.trunk_map(x))
+        return torch.cat(maps, 1)
+
+    @torch.jit.export
+    def window_logits(self, feature_map: torch.Tensor, starts: torch.Tensor, width: int) -> torch.Tensor:
+        """Each member's head on its own channels of ``feature_map``, logits averaged."""
+        logits: list[torch.Tensor] = []
+        for i, member in enumerate(self.members):
+            own = feature_map[:, i * self.channels : (i + 1) * self.channels]
+            logits.append(member.window_logits(own, starts, width))
+        return torch.stack(logits).mean(0)
+
+
+#: Metadata that must agree between the members of an ensemble (what scoring depends on).
+_ENSEMBLE_SAME = ("classes", "feature_config", "segment_config", "scoring_config", "model_config",
+                  "audio_config")
+#: Per-member metadata recorded under ``"ensemble"`` in the ensemble's file.
+_ENSEMBLE_MEMBER_KEYS = ("command", "created", "train_config", "training", "data", "metrics")
+
+
+def ensemble_models(paths: list[str | os.PathLike], output: str | os.PathLike,
+                    command: str | None = None) -> Path:
+    """Combine trained model files of one configuration into one ensemble model file.
+
+    The members must agree on the classes and every configuration scoring depends on (they
+    differ in their seed, or in the data they were trained on); their weights are copied into
+    fresh :class:`CNN` s, wrapped in an :class:`Ensemble` and exported as one TorchScript file,
+    which ``analyze``, ``evaluate``'s scoring and ``model-card`` read like any model. The
+    metadata is the first member's, with each member's recipe, command and training record
+    under ``"ensemble"``.
+
+    Raises
+    ------
+    ModelFileError
+        A member cannot be read, or its configuration differs from the first member's (names
+        the file and the key).
+    ConfigError
+        Fewer than two members.
+    """
+    from datetime import datetime, timezone
+
+    if len(paths) < 2:
+        raise ConfigError(f"an ensemble needs at least 2 model files, got {len(paths)}")
+    loaded = [load_model(p) for p in paths]
+    first = loaded[0]
+    members = []
+    for item in loaded:
+        for key in _ENSEMBLE_SAME:
+            if item.metadata.get(key) != first.metadata.get(key):
+                raise ModelFileError(
+                    f"{item.path}: {key} differs from {first.path}'s; only models of one "
+                    "configuration can be averaged"
+                )
+        if "ensemble" in item.metadata:
+            raise ModelFileError(f"{item.path}: already an ensemble; list its members instead")
+        net = CNN(item.model_config)
+        try:
+            net.load_state_dict(item.module.state_dict())
+        except RuntimeError as exc:
+            raise ModelFileError(f"{item.path}: its weights do not fit its model_config ({exc})") from exc
+        members.append(net.eval())
+    metadata = {k: v for k, v in first.metadata.items() if k not in _ENSEMBLE_MEMBER_KEYS}
+    metadata["ensemble"] = {
+        "average": "segment logits",
+        "members": [
+            {"file": Path(item.path).name, "sha256": item.sha256,
+             **{k: item.metadata[k] for k in _ENSEMBLE_MEMBER_KEYS if k in item.metadata}}
+            for item in loaded
+        ],
+    }
+    # The card's Data and Recipe sections read the first member's; the members' differences
+    # (their seeds) are listed from "ensemble".
+    metadata.update({k: first.metadata[k] for k in ("data", "train_config", "training") if k in first.metadata})
+    metadata["command"] = command
+    metadata["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return export_model(Ensemble(members), output, metadata)
 
 
 # ----------------------------------------------------------------------------------------------
