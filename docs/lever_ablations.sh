@@ -3,8 +3,9 @@
 # speakers of outer fold 1; docs/results.md, "Screening the levers"), 12 epochs: each run is the
 # `ser` recipe with one part taken away (or VTLP added), against `ser12-adamw` and its seeds 1
 # and 2 (docs/results/screening/ser12-adamw{,-s1,-s2}), whose spread is the noise to beat.
-# Then a wider trunk (Conv2-Conv5 1.5 times as wide), and last that trunk on the ten test folds
-# (docs/results/wide4/). Two runs train at once (one thread each);
+# Then a wider trunk (Conv2-Conv5 1.5 times as wide), then that trunk on the ten test folds
+# (docs/results/wide4/), and last a second seed of the bundled recipe on them (docs/results/joint-s1/,
+# the ensemble lever). Two runs train at once (one thread each);
 # every run resumes where it stopped. Then copy each
 # OUT/<run>/{metrics.json,metrics.csv,predictions.csv,command.txt} to docs/results/screening/<run>/
 # and render the table with: cd docs && python lever_ablations.py
@@ -48,3 +49,14 @@ W4_FOLDS="$(dirname "$0")/results/wide4/folds"
 if [ -d "$W4_FOLDS" ]; then cp -rn "$W4_FOLDS" "$OUT/wide4/"; fi
 ser-cli evaluate "$D/emodb_original_subset" "$D/emodb" "$D/ravdess" --classes neutral,happy,angry,sad \
   --folds emodb=10,ravdess=6 --epochs 48 --widths 48,72,96,120 --jobs 2 --threads 1 --quiet -o "$OUT/wide4"
+# the ensemble lever on the test folds: the bundled recipe again with seed 1 (the bundled model's
+# evaluation, docs/results/default-model/joint/, is seed 0), its folds committed under
+# docs/results/joint-s1/folds/ in the same way; then the two seeds combined utterance by
+# utterance, as the ensemble model file does (segment logits averaged):
+#   python docs/ensemble_screen.py --average logits -o docs/results/default-model/joint-ens \
+#       docs/results/default-model/joint "$OUT/joint-s1"
+mkdir -p "$OUT/joint-s1"
+S1_FOLDS="$(dirname "$0")/results/joint-s1/folds"
+if [ -d "$S1_FOLDS" ]; then cp -rn "$S1_FOLDS" "$OUT/joint-s1/"; fi
+ser-cli evaluate "$D/emodb_original_subset" "$D/emodb" "$D/ravdess" --classes neutral,happy,angry,sad \
+  --folds emodb=10,ravdess=6 --epochs 48 --seed 1 --jobs 2 --threads 1 --quiet -o "$OUT/joint-s1"
