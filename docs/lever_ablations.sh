@@ -53,8 +53,10 @@ ser-cli evaluate "$D/emodb_original_subset" "$D/emodb" "$D/ravdess" --classes ne
 # evaluation, docs/results/default-model/joint/, is seed 0), its folds committed under
 # docs/results/joint-s1/folds/ in the same way; then the two seeds combined utterance by
 # utterance, as the ensemble model file does (segment logits averaged):
-#   python docs/ensemble_screen.py --average logits -o docs/results/default-model/joint-ens \
-#       docs/results/default-model/joint "$OUT/joint-s1"
+#   python docs/ensemble_screen.py --average logits docs/results/default-model/joint "$OUT/joint-s1"
+# It won on the test folds (docs/results.md, "The seed ensemble on the test folds"), so the two
+# seeds' full-data models ship as the bundled ensemble: `ser-cli train ... --seed 1` (the
+# bundled model's command plus --seed 1), then docs/render_default_model.sh with both members.
 mkdir -p "$OUT/joint-s1"
 S1_FOLDS="$(dirname "$0")/results/joint-s1/folds"
 if [ -d "$S1_FOLDS" ]; then cp -rn "$S1_FOLDS" "$OUT/joint-s1/"; fi
