@@ -9,40 +9,100 @@
 #
 # e.g. MODEL=runs/default48/model.pt (from the card's command), JOINT_EVAL=runs/eval-48 (from
 # docs/results/default-model/joint/command.txt), CROSS_EVAL=runs/eval-cross-48.
+#
+# An ensemble (ser-cli ensemble) ships the same way, with its members' model files and their
+# evaluations as comma-separated lists in the members' order (the same recipe, other seeds):
+#
+#   SER_DATA=../shared/data docs/render_default_model.sh runs/default48/model.pt,runs/default48-s1/model.pt \
+#       docs/results/default-model/joint,runs/joint-s1 docs/results/default-model/cross-corpus
+#
+# Each member's evaluations must be finished (a member evaluation without a folds/ folder is taken
+# as a finished report, such as the first member's committed one). The first member's reports
+# stay in default-model/joint and cross-corpus (train.json), a later member's go to joint-sSEED
+# and cross-corpus-sSEED (train-sSEED.json), and the ensemble's, scored as the model file scores
+# (mean segment logits, docs/ensemble_screen.py --average logits), to joint-ens and
+# cross-corpus-ens; the card reports the ensemble's. Where a later member has no cross-corpus
+# evaluation yet, the card reports the first member's, titled as that member's alone.
 set -e
 D=${SER_DATA:?set SER_DATA to the folder that holds emodb/, emodb_original_subset/ and ravdess/}
-MODEL=${1:?model file}; JOINT=${2:?joint evaluation folder}; CROSS=${3:?cross-corpus evaluation folder}
+IFS=, read -r -a MODELS <<< "${1:?model file(s)}"
+IFS=, read -r -a JOINTS <<< "${2:?joint evaluation folder(s)}"
+IFS=, read -r -a CROSSES <<< "${3:?cross-corpus evaluation folder(s)}"
+[ ${#JOINTS[@]} -eq ${#MODELS[@]} ] || { echo "one joint evaluation per model: ${#MODELS[@]} models, ${#JOINTS[@]} evaluations" >&2; exit 2; }
+[ ${#CROSSES[@]} -le ${#MODELS[@]} ] || { echo "more cross-corpus evaluations than models" >&2; exit 2; }
 S="$D/emodb_original_subset $D/emodb $D/ravdess --classes neutral,happy,angry,sad --quiet"
-EPOCHS=$(python -c "import json,sys; print(json.load(open(sys.argv[1]))['configs']['train_config']['epochs'])" "$MODEL.train.json")
-done_folds() { ls "$1"/folds/*/result.json 2>/dev/null | sed -E 's#.*/fold_0*([0-9]+)/result.json#\1#' | sort -n | paste -sd, ; }
-J=$(done_folds "$JOINT"); X=$(done_folds "$CROSS")
-echo "joint folds done: ${J:-none}; cross-corpus folds done: ${X:-none}"
-[ -n "$J" ] || { echo "no finished joint fold in $JOINT" >&2; exit 1; }
-ser-cli evaluate $S --folds emodb=10,ravdess=6 --epochs "$EPOCHS" --only-folds "$J" -o "$JOINT"
-[ -n "$X" ] && ser-cli evaluate $S --folds corpus --epochs "$EPOCHS" --only-folds "$X" -o "$CROSS"
 OUT=docs/results/default-model
-rm -rf "$OUT"; mkdir -p "$OUT/joint"
-cp "$JOINT"/{metrics.json,metrics.csv,predictions.csv,command.txt} "$JOINT"/confusion*.png "$OUT/joint/"
-if [ -n "$X" ]; then
-  mkdir -p "$OUT/cross-corpus"
-  cp "$CROSS"/{metrics.json,metrics.csv,predictions.csv,command.txt} "$CROSS"/confusion*.png "$OUT/cross-corpus/"
+seed_of() { python -c "import json,sys; print(json.load(open(sys.argv[1]))['configs']['train_config']['seed'])" "$1.train.json"; }
+done_folds() { ls "$1"/folds/*/result.json 2>/dev/null | sed -E 's#.*/fold_0*([0-9]+)/result.json#\1#' | sort -n | paste -sd, ; }
+# pool EVAL's finished folds (FOLDS is emodb=10,ravdess=6 or corpus) and copy its report to DEST
+publish() {
+  local eval=$1 folds=$2 dest=$3 model=$4 done
+  if [ -d "$eval/folds" ]; then
+    done=$(done_folds "$eval")
+    [ -n "$done" ] || { echo "no finished fold in $eval" >&2; return 1; }
+    local epochs seed
+    epochs=$(python -c "import json,sys; print(json.load(open(sys.argv[1]))['configs']['train_config']['epochs'])" "$model.train.json")
+    seed=$(seed_of "$model")
+    ser-cli evaluate $S --folds "$folds" --epochs "$epochs" --seed "$seed" --only-folds "$done" -o "$eval"
+  fi
+  if [ "$(realpath -m "$eval")" != "$(realpath -m "$dest")" ]; then
+    rm -rf "$dest"; mkdir -p "$dest"
+    cp "$eval"/{metrics.json,metrics.csv,predictions.csv,command.txt} "$eval"/confusion*.png "$dest/"
+  fi
+}
+
+mkdir -p "$OUT"
+for i in "${!MODELS[@]}"; do
+  m=${MODELS[$i]}
+  suffix=$([ "$i" -eq 0 ] && echo "" || echo "-s$(seed_of "$m")")
+  publish "${JOINTS[$i]}" emodb=10,ravdess=6 "$OUT/joint$suffix" "$m"
+  [ -n "${CROSSES[$i]:-}" ] && publish "${CROSSES[$i]}" corpus "$OUT/cross-corpus$suffix" "$m"
+  if [ "$(realpath -m "$m.train.json")" != "$(realpath -m "$OUT/train$suffix.json")" ]; then
+    cp "$m.train.json" "$OUT/train$suffix.json"
+  fi
+done
+
+JOINT_T="Speaker-independent, same data and recipe (EMO-DB one fold per speaker, RAVDESS six folds of four actors)"
+CROSS_T="Cross-corpus (train on one corpus, test on the other)"
+if [ ${#MODELS[@]} -eq 1 ]; then
+  cp "${MODELS[0]}" ser_cli/models/default.pt
+  SHOWN=(joint cross-corpus)
+  EV=(--evaluation "$JOINT_T=$OUT/joint")
+  [ -n "${CROSSES[0]:-}" ] && EV+=(--evaluation "$CROSS_T=$OUT/cross-corpus")
+else
+  members=("$OUT/joint"); crosses=("$OUT/cross-corpus")
+  for m in "${MODELS[@]:1}"; do s=$(seed_of "$m"); members+=("$OUT/joint-s$s"); crosses+=("$OUT/cross-corpus-s$s"); done
+  python docs/ensemble_screen.py --average logits -o "$OUT/joint-ens" "${members[@]}"
+  SHOWN=(joint-ens)
+  EV=(--evaluation "$JOINT_T, the ensemble=$OUT/joint-ens")
+  if [ ${#CROSSES[@]} -eq ${#MODELS[@]} ]; then
+    python docs/ensemble_screen.py --average logits -o "$OUT/cross-corpus-ens" "${crosses[@]}"
+    SHOWN+=(cross-corpus-ens)
+    EV+=(--evaluation "$CROSS_T, the ensemble=$OUT/cross-corpus-ens")
+  else
+    rm -rf "$OUT/cross-corpus-ens"
+    SHOWN+=(cross-corpus)
+    EV+=(--evaluation "$CROSS_T, the first member (seed $(seed_of "${MODELS[0]}")) alone=$OUT/cross-corpus")
+  fi
+  ser-cli ensemble "${MODELS[@]}" -o ser_cli/models/default.pt
 fi
-cp "$MODEL.train.json" "$OUT/train.json"
-cp "$MODEL" ser_cli/models/default.pt
-EV=(--evaluation "Speaker-independent, same data and recipe (EMO-DB one fold per speaker, RAVDESS six folds of four actors)=$OUT/joint")
-[ -n "$X" ] && EV+=(--evaluation "Cross-corpus (train on one corpus, test on the other)=$OUT/cross-corpus")
 ser-cli model-card ser_cli/models/default.pt "${EV[@]}" --attach -o ser_cli/models/default.md
-python - <<'PY'
-import json, re
+python - "${SHOWN[@]}" <<'PY'
+import json, re, sys
 from pathlib import Path
 from ser_cli.card import render_evaluation
+titles = {"joint": "Speaker-independent: EMO-DB 10 folds + RAVDESS 6 folds, one run",
+          "joint-ens": "Speaker-independent, the ensemble: EMO-DB 10 folds + RAVDESS 6 folds",
+          "cross-corpus": "Cross-corpus: train on one corpus, test on the other",
+          "cross-corpus-ens": "Cross-corpus, the ensemble: train on one corpus, test on the other"}
+if "cross-corpus" in sys.argv[1:] and "joint-ens" in sys.argv[1:]:
+    titles["cross-corpus"] = "Cross-corpus, the first member alone: train on one corpus, test on the other"
 parts = ["<!-- begin: bundled model (rendered by docs/render_default_model.sh) -->",
          "## The bundled model's recipe under the protocol", ""]
-for title, d in [("Speaker-independent: EMO-DB 10 folds + RAVDESS 6 folds, one run", "joint"),
-                 ("Cross-corpus: train on one corpus, test on the other", "cross-corpus")]:
+for d in sys.argv[1:]:
     p = Path("docs/results/default-model") / d / "metrics.json"
     if p.is_file():
-        parts += [render_evaluation(title, json.loads(p.read_text())), "",
+        parts += [render_evaluation(titles[d], json.loads(p.read_text())), "",
                   f"Outputs: [`results/default-model/{d}/`](results/default-model/{d}/).", ""]
 parts.append("<!-- end: bundled model -->")
 doc = Path("docs/results.md").read_text()

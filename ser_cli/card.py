@@ -207,7 +207,10 @@ def render_evaluation(title: str, m: Mapping[str, Any]) -> str:
     )
     other = {k: v for k, v in (m.get("by_average") or {}).items() if k != m.get("primary_average")}
     for name, alt in other.items():
-        out.append(f"With the other D4 average ({name}): WA {_pct(alt['wa'])} %, UA {_pct(alt['ua'])} %.")
+        # an ensemble's report (docs/ensemble_screen.py) scores both ways of combining its members
+        how = (f"With the members' utterance {'probabilities' if name == 'probs' else name} averaged instead"
+               if m.get("ensemble_of") else f"With the other D4 average ({name})")
+        out.append(f"{how}: WA {_pct(alt['wa'])} %, UA {_pct(alt['ua'])} %.")
     out += ["", _table(["class", "recall %", "test utterances"],
                        [[c, _pct(m["recalls"].get(c)), (m.get("support") or {}).get(c, "")] for c in classes])]
     out += ["", "Confusion matrix (rows: true class, columns: predicted):", ""]

@@ -45,6 +45,10 @@ def test_evaluation_section_states_its_scoring_rule():
                                          "scoring": "utterance score = mean of 2 members' probabilities"})
     assert "3 epochs; utterance score = mean of 2 members' probabilities." in ensemble
     assert "average of segment" not in ensemble
+    # an ensemble report's other average is the other way of combining members, not D4's
+    members = render_evaluation("run", {**_metrics(partial=False), "ensemble_of": [{}, {}]})
+    assert "With the members' utterance probabilities averaged instead: WA 70.0 %, UA 65.0 %." in members
+    assert "other D4 average" not in members
 
 
 def test_card_without_evaluation_says_how_to_get_one(tiny_model):
