@@ -43,6 +43,8 @@ ABLATIONS = [
     ("ser48-no-balance", "without class and corpus loss weights, 48 epochs", "ser48-adamw"),
     ("ser48-wide", "Conv2–Conv5 1.5× as wide, 48 epochs", "ser48-adamw"),
     ("ser48-wide-s1", "Conv2–Conv5 1.5× as wide, 48 epochs, seed 1", "ser48-adamw-s1"),
+    ("ser96-adamw", "96 epochs instead of 48 (`--epochs 96`)", "ser48-adamw"),
+    ("ser96-adamw-s1", "96 epochs instead of 48, seed 1", "ser48-adamw-s1"),
 ]
 
 

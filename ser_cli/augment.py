@@ -14,6 +14,9 @@ Spectrogram level (on an utterance's ``(400, T)`` magnitudes, before normalisati
 * :func:`vtlp`: vocal-tract-length perturbation (Jaitly & Hinton, 2013), a piecewise-linear warp
   of the frequency axis by ``alpha``: formants move, tempo and duration do not (speed
   perturbation moves both).
+* :func:`tempo_perturb`: tempo perturbation, the time axis resampled by ``factor``: the
+  utterance plays ``factor`` times faster with its pitch and formants where they were (the
+  magnitudes a phase vocoder would give; speed perturbation moves the frequencies too).
 
 Batch level (torch, on normalised segments ``(N, 1, 400, 200)``):
 
@@ -32,7 +35,7 @@ import torch
 
 from ser_cli.errors import ConfigError
 
-__all__ = ["speed_perturb", "vtlp", "pink_noise", "add_noise", "mask_batch", "mixup"]
+__all__ = ["speed_perturb", "vtlp", "tempo_perturb", "pink_noise", "add_noise", "mask_batch", "mixup"]
 
 
 def speed_perturb(samples: np.ndarray, factor: float, sample_rate: int = 16_000) -> np.ndarray:
@@ -122,6 +125,49 @@ def vtlp(spec: np.ndarray, alpha: float, boundary: float = 0.9) -> np.ndarray:
     lo = np.minimum(np.floor(source).astype(np.int64), top - 1)
     w = (source - lo)[:, None].astype(np.float32)
     return ((1 - w) * spec[lo] + w * spec[lo + 1]).astype(np.float32, copy=False)
+
+
+def tempo_perturb(spec: np.ndarray, factor: float) -> np.ndarray:
+    """Play a magnitude spectrogram ``factor`` times faster, keeping its frequencies.
+
+    Output frame ``t`` reads the input at frame ``t · factor``, interpolating linearly between
+    frames, so the result has ``round(T / factor)`` frames (at least one). This is the magnitude
+    half of a phase vocoder's time stretch (whose output phases the front-end discards): tempo and
+    duration change, pitch and formants do not.
+
+    Parameters
+    ----------
+    spec : np.ndarray, shape (F, T)
+        Magnitudes, frequency × time.
+    factor : float
+        Tempo factor in [0.5, 2] (1.1: 10 % faster and shorter; 1.0 returns ``spec`` unchanged).
+
+    Returns
+    -------
+    np.ndarray, shape (F, round(T / factor)), float32
+
+    Raises
+    ------
+    ConfigError
+        ``factor`` out of range.
+
+    Examples
+    --------
+    >>> spec = np.zeros((400, 100), np.float32); spec[:, 50] = 1.0
+    >>> out = tempo_perturb(spec, 1.25)
+    >>> out.shape, int(np.argmax(out[0]))
+    ((400, 80), 40)
+    """
+    if not (np.isfinite(factor) and 0.5 <= factor <= 2.0):
+        raise ConfigError(f"factor={factor!r} must lie in [0.5, 2]")
+    if factor == 1.0 or spec.shape[1] < 2:
+        return spec
+    last = spec.shape[1] - 1
+    n_out = max(1, round(spec.shape[1] / factor))
+    source = np.minimum(np.arange(n_out, dtype=np.float64) * factor, last)
+    lo = np.minimum(np.floor(source).astype(np.int64), last - 1)
+    w = (source - lo)[None, :].astype(np.float32)
+    return ((1 - w) * spec[:, lo] + w * spec[:, lo + 1]).astype(np.float32, copy=False)
 
 
 def pink_noise(n: int, rng: np.random.Generator) -> np.ndarray:

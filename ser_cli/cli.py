@@ -230,6 +230,9 @@ def training_options(func):
         click.option("--vtlp", default=None, metavar="LOW,HIGH|off",
                      help="Vocal-tract-length perturbation: warp each utterance's frequency axis by a "
                      "factor drawn from [LOW, HIGH], e.g. 0.9,1.1 (off)."),
+        click.option("--tempo", "tempo_factors", default=None, metavar="F,F,...|off",
+                     help="Tempo perturbation factors drawn per utterance and epoch, pitch kept "
+                     "(the spectrogram's time axis stretched), e.g. 0.9,1.0,1.1 (off)."),
         click.option("--freq-masks", type=click.IntRange(min=0), default=None,
                      help="SpecAugment frequency masks per segment, up to 40 bins each (ser 2)."),
         click.option("--time-masks", type=click.IntRange(min=0), default=None,
@@ -317,6 +320,7 @@ def _training_setup(kw: dict) -> dict:
         speed_factors=_float_list(kw["speed_factors"], "--speed"),
         noise_snr_db=_float_list(kw["noise_snr_db"], "--noise-snr"),
         vtlp=_float_list(kw["vtlp"], "--vtlp"),
+        tempo_factors=_float_list(kw["tempo_factors"], "--tempo"),
     )
     model_overrides = overrides["model"]
     if kw["pool_after"] is not None:

@@ -167,6 +167,10 @@ class TrainConfig:
         Vocal-tract-length perturbation (:func:`ser_cli.augment.vtlp`): each epoch every
         utterance's spectrogram is warped by a factor drawn uniformly from ``[low, high]``, e.g.
         (0.9, 1.1); empty: off.
+    tempo_factors : tuple of float
+        Tempo perturbation (:func:`ser_cli.augment.tempo_perturb`): each epoch every utterance's
+        spectrogram is played at one factor drawn uniformly from these, pitch kept, e.g.
+        (0.9, 1.0, 1.1); empty: off.
     freq_masks, time_masks : int
         SpecAugment-style masks per segment (:func:`ser_cli.augment.mask_batch`); 0: off.
     freq_mask_bins, time_mask_frames : int
@@ -174,7 +178,8 @@ class TrainConfig:
     mixup_alpha : float
         Mixup's Beta(alpha, alpha) parameter (:func:`ser_cli.augment.mixup`); 0: off.
 
-    Any of ``sampling="crops"``, ``speed_factors``, ``noise_snr_db``, ``vtlp`` makes training
+    Any of ``sampling="crops"``, ``speed_factors``, ``noise_snr_db``, ``vtlp``, ``tempo_factors``
+    makes training
     decode the waveforms once and compute each epoch's segments afresh (about a second per
     thousand utterances); otherwise the segments come from the feature cache as in the paper's
     recipe.
@@ -215,12 +220,13 @@ class TrainConfig:
     time_mask_frames: int = 30
     mixup_alpha: float = 0.0
     vtlp: tuple[float, ...] = field(default=(), metadata={"omit_at_default": True})
+    tempo_factors: tuple[float, ...] = field(default=(), metadata={"omit_at_default": True})
 
     @property
     def waveform_augmented(self) -> bool:
         """True when each epoch's segments are computed afresh from the waveforms."""
         return (self.sampling == "crops" or bool(self.speed_factors) or bool(self.noise_snr_db)
-                or bool(self.vtlp))
+                or bool(self.vtlp) or bool(self.tempo_factors))
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "seed", "crops_per_utterance", "freq_masks",
@@ -249,13 +255,17 @@ class TrainConfig:
             speeds = tuple(float(f) for f in self.speed_factors)
             snr = tuple(float(v) for v in self.noise_snr_db)
             warp = tuple(float(v) for v in self.vtlp)
+            tempos = tuple(float(f) for f in self.tempo_factors)
         except (TypeError, ValueError) as exc:
             raise ConfigError(
                 f"speed_factors={self.speed_factors!r} / noise_snr_db={self.noise_snr_db!r} / "
-                f"vtlp={self.vtlp!r} must be sequences of numbers"
+                f"vtlp={self.vtlp!r} / tempo_factors={self.tempo_factors!r} must be sequences "
+                "of numbers"
             ) from exc
         if any(not (np.isfinite(f) and 0.5 <= f <= 2.0) for f in speeds):
             raise ConfigError(f"speed_factors={speeds} must lie in [0.5, 2]")
+        if any(not (np.isfinite(f) and 0.5 <= f <= 2.0) for f in tempos):
+            raise ConfigError(f"tempo_factors={tempos} must lie in [0.5, 2]")
         if snr and (len(snr) != 2 or not all(np.isfinite(snr)) or snr[0] > snr[1]):
             raise ConfigError(f"noise_snr_db={snr} must be (low, high) dB with low <= high")
         if warp and (len(warp) != 2 or not all(np.isfinite(warp)) or not 0.5 <= warp[0] <= warp[1] <= 1.5):
@@ -263,6 +273,7 @@ class TrainConfig:
         object.__setattr__(self, "speed_factors", speeds)
         object.__setattr__(self, "noise_snr_db", snr)
         object.__setattr__(self, "vtlp", warp)
+        object.__setattr__(self, "tempo_factors", tempos)
         if not 0 <= self.noise_prob <= 1:
             raise ConfigError(f"noise_prob={self.noise_prob} must be in [0, 1]")
         if not (self.mixup_alpha >= 0 and np.isfinite(self.mixup_alpha)):
@@ -566,7 +577,7 @@ def _epoch_segments(
     """One epoch's training segments, computed afresh from the waveforms.
 
     Each utterance is speed-perturbed and noised (as ``config`` says, with a generator seeded by
-    ``(seed, epoch)``), transformed, warped (VTLP), normalised as scoring does (D1), and cut:
+    ``(seed, epoch)``), transformed, warped (VTLP), stretched in time (tempo), normalised as scoring does (D1), and cut:
     every segment at ``train_hop_frames`` or ``crops_per_utterance`` windows at random offsets. An utterance
     shorter than one window gives its padded segment (D5).
 
@@ -577,7 +588,7 @@ def _epoch_segments(
         Index into ``waves`` of each segment.
     """
     from ser_cli import features
-    from ser_cli.augment import add_noise, speed_perturb, vtlp
+    from ser_cli.augment import add_noise, speed_perturb, tempo_perturb, vtlp
     from ser_cli.segmentation import cut_segments
 
     rng = np.random.default_rng([config.seed, epoch, 1])
@@ -595,6 +606,8 @@ def _epoch_segments(
         spec = features.spectrogram(samples)
         if config.vtlp:
             spec = vtlp(spec, float(rng.uniform(*config.vtlp)))
+        if config.tempo_factors:
+            spec = tempo_perturb(spec, float(rng.choice(config.tempo_factors)))
         if not per_segment:
             spec = features.normalize(spec, "utterance", mu=feature_config.mu)
         if config.sampling == "crops" and spec.shape[1] > length:

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from ser_cli import features
-from ser_cli.augment import add_noise, mask_batch, mixup, pink_noise, speed_perturb, vtlp
+from ser_cli.augment import (add_noise, mask_batch, mixup, pink_noise, speed_perturb, tempo_perturb,
+                             vtlp)
 from ser_cli.errors import ConfigError
 import signals
 
@@ -46,6 +47,35 @@ def test_vtlp_moves_formants_but_not_time(alpha):
     assert moved[0] == 0 and moved[-1] == 399 and np.all(np.diff(moved) >= 0)
     # loud frames stay loud: the warp is per frame
     np.testing.assert_allclose(warped.sum(axis=0) / spec.sum(axis=0), 1.0, atol=0.15)
+
+
+@pytest.mark.parametrize("factor", [0.9, 1.1])
+def test_tempo_perturb_changes_duration_but_not_pitch(factor):
+    x = signals.vowel(120.0, duration_s=1.0, seed=3)
+    spec = features.spectrogram(x)
+    stretched = tempo_perturb(spec, factor)
+    assert stretched.shape == (400, round(spec.shape[1] / factor)) and stretched.dtype == np.float32
+    # a 1 kHz tone stays in bin 100 (speed perturbation would move it to 100 * factor)
+    tone = features.spectrogram(signals.tone(1000.0, 1.0))
+    assert np.argmax(tempo_perturb(tone, factor)[:, 10:-10].mean(axis=1)) == 100
+    # a click at frame 50 moves to frame 50 / factor; the spectrum of each frame is kept
+    click = np.zeros((400, 101), np.float32)
+    click[:, 50] = np.linspace(1.0, 2.0, 400)
+    out = tempo_perturb(click, factor)
+    assert abs(int(np.argmax(out[0])) - 50 / factor) <= 1
+    column = out[:, int(np.argmax(out[0]))]
+    np.testing.assert_allclose(column / column[0], np.linspace(1.0, 2.0, 400), rtol=1e-5)
+    # the utterance's energy per frame stays the same on average
+    assert stretched.mean() == pytest.approx(spec.mean(), rel=0.05)
+
+
+def test_tempo_perturb_identity_and_errors():
+    spec = np.random.default_rng(0).random((400, 5)).astype(np.float32)
+    assert tempo_perturb(spec, 1.0) is spec
+    assert tempo_perturb(spec[:, :1], 1.1).shape == (400, 1)
+    for factor in (0.4, 2.5, float("nan")):
+        with pytest.raises(ConfigError, match="factor"):
+            tempo_perturb(spec, factor)
 
 
 def test_vtlp_identity_and_errors():

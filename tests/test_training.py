@@ -39,6 +39,8 @@ import signals
         ({"vtlp": (1.1, 0.9)}, "vtlp"),
         ({"vtlp": (0.9,)}, "vtlp"),
         ({"vtlp": (0.2, 1.1)}, "vtlp"),
+        ({"tempo_factors": (0.9, 3.0)}, "tempo_factors"),
+        ({"tempo_factors": ("fast",)}, "tempo_factors"),
     ],
 )
 def test_train_config_errors_name_the_field(kwargs, field):
@@ -223,12 +225,15 @@ def test_recipes():
 
 
 def test_a_field_added_later_keeps_older_runs_fingerprints():
-    """vtlp came after runs were made: at its default it is left out of the configs (and so of
-    the fingerprints that resume checkpoints and finished folds); set, it is recorded."""
+    """vtlp and tempo_factors came after runs were made: at their defaults they are left out of
+    the configs (and so of the fingerprints that resume checkpoints and finished folds); set, they
+    are recorded."""
     from ser_cli.model import config_dict
 
-    assert "vtlp" not in config_dict(TrainConfig())
-    assert set(config_dict(TrainConfig())) == {f for f in TrainConfig.__dataclass_fields__} - {"vtlp"}
+    later = {"vtlp", "tempo_factors"}
+    assert not later & set(config_dict(TrainConfig()))
+    assert set(config_dict(TrainConfig())) == {f for f in TrainConfig.__dataclass_fields__} - later
+    assert config_dict(TrainConfig(tempo_factors=(0.9, 1.1)))["tempo_factors"] == [0.9, 1.1]
     assert config_dict(TrainConfig(vtlp=(0.9, 1.1)))["vtlp"] == [0.9, 1.1]
     assert TrainConfig(**config_dict(TrainConfig(vtlp=(0.9, 1.1)))).vtlp == (0.9, 1.1)
 
@@ -271,6 +276,13 @@ def test_epoch_segments_are_fresh_each_epoch_and_reproducible():
     w1_again, _ = train_module._epoch_segments(waves, 1, warped, FeatureConfig(), SegmentConfig())
     np.testing.assert_array_equal(w1, w1_again)
     assert w1.shape == seg1.shape and not np.array_equal(w1, seg1)
+    # tempo perturbation likewise: reproducible, and it changes the crops
+    stretched = dataclasses.replace(config, tempo_factors=(0.8, 1.25))
+    assert stretched.waveform_augmented
+    t1, _ = train_module._epoch_segments(waves, 1, stretched, FeatureConfig(), SegmentConfig())
+    t1_again, _ = train_module._epoch_segments(waves, 1, stretched, FeatureConfig(), SegmentConfig())
+    np.testing.assert_array_equal(t1, t1_again)
+    assert t1.shape == seg1.shape and not np.array_equal(t1, seg1)
     # segments sampling: every 2 s segment of the (unperturbed) utterance, as the paper cuts them
     every, owner = train_module._epoch_segments(
         waves, 1, TrainConfig(noise_snr_db=(30.0, 30.0), noise_prob=0.0), FeatureConfig(), SegmentConfig()
