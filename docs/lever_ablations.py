@@ -3,7 +3,7 @@
 Each run of ``docs/lever_ablations.sh`` is the `ser` recipe on the inner screening fold with one
 part taken away or changed (VTLP added, a wider trunk). The reference is ``ser12-adamw`` (the
 full recipe, seed 0, the same seed as the ablations) and its seeds 1 and 2, whose spread is the
-noise a lever has to beat; at 48 epochs, ``ser48-adamw`` and its seed 1.
+noise a lever has to beat; at 48 epochs, ``ser48-adamw`` and its seeds 1 and 2.
 Prints a Markdown table: UA per corpus and pooled, and against the full recipe with the same seed
 and epochs, the pooled difference and the paired count of utterances right only with each, with
 its exact McNemar p. Runs not there yet are left out.
@@ -22,7 +22,7 @@ SCREEN = Path(__file__).resolve().parent / "results" / "screening"
 REFERENCE = "ser12-adamw"
 SEEDS = [REFERENCE, f"{REFERENCE}-s1", f"{REFERENCE}-s2"]
 #: the full recipe at 48 epochs, seeds 0 and 1: the references of the 48-epoch runs
-SEEDS_48 = ["ser48-adamw", "ser48-adamw-s1"]
+SEEDS_48 = ["ser48-adamw", "ser48-adamw-s1", "ser48-adamw-s2"]
 #: (run, what it changes, the run it is paired with: the full recipe with the same seed and epochs)
 ABLATIONS = [
     ("ser12-no-speed", "without speed perturbation (`--speed off`)", REFERENCE),
@@ -45,6 +45,12 @@ ABLATIONS = [
     ("ser48-wide-s1", "Conv2–Conv5 1.5× as wide, 48 epochs, seed 1", "ser48-adamw-s1"),
     ("ser96-adamw", "96 epochs instead of 48 (`--epochs 96`)", "ser48-adamw"),
     ("ser96-adamw-s1", "96 epochs instead of 48, seed 1", "ser48-adamw-s1"),
+    ("ser48-tempo-not-speed", "tempo instead of speed perturbation (`--speed off --tempo 0.9,1.0,1.1`), 48 epochs",
+     "ser48-adamw"),
+    ("ser48-speed-tempo", "tempo perturbation added to speed (`--tempo 0.9,1.0,1.1`), 48 epochs", "ser48-adamw"),
+    ("ser48-tempo-not-speed-s1", "tempo instead of speed perturbation, 48 epochs, seed 1", "ser48-adamw-s1"),
+    ("ser48-speed-wide", "speed factors 0.8–1.2 (`--speed 0.8,0.9,1.0,1.1,1.2`), 48 epochs", "ser48-adamw"),
+    ("ser48-speed-wide-s1", "speed factors 0.8–1.2, 48 epochs, seed 1", "ser48-adamw-s1"),
 ]
 
 

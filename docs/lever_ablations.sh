@@ -40,6 +40,17 @@ $S --epochs 48 --no-class-balance --no-corpus-balance -o "$OUT/ser48-no-balance"
 # 68 % at 24, 75 % at 48), seeds 0 and 1, against ser48-adamw and ser48-adamw-s1
 $S --epochs 96 -o "$OUT/ser96-adamw" &
 $S --epochs 96 --seed 1 -o "$OUT/ser96-adamw-s1"; wait
+# tempo perturbation (pitch kept) instead of speed perturbation, and added to it
+$S --epochs 48 --speed off --tempo 0.9,1.0,1.1 -o "$OUT/ser48-tempo-not-speed" &
+$S --epochs 48 --tempo 0.9,1.0,1.1 -o "$OUT/ser48-speed-tempo"; wait
+# tempo instead of speed again with seed 1 (it gained on EMO-DB and lost on RAVDESS with seed 0);
+# and a third seed of the recipe, for the size of the 4-class ensemble:
+#   cd docs/results/screening && python ../../ensemble_screen.py ser48-adamw ser48-adamw-s1 ser48-adamw-s2
+$S --epochs 48 --seed 1 --speed off --tempo 0.9,1.0,1.1 -o "$OUT/ser48-tempo-not-speed-s1" &
+$S --epochs 48 --seed 2 -o "$OUT/ser48-adamw-s2"; wait
+# speed perturbation over a wider range, 0.8-1.2, seeds 0 and 1
+$S --epochs 48 --speed 0.8,0.9,1.0,1.1,1.2 -o "$OUT/ser48-speed-wide" &
+$S --epochs 48 --speed 0.8,0.9,1.0,1.1,1.2 --seed 1 -o "$OUT/ser48-speed-wide-s1"; wait
 # the 4-class winner, the 1.5x wider trunk, on the protocol's ten folds (fold i holds out EMO-DB
 # speaker i and, for i <= 6, RAVDESS actors 4i-3 .. 4i), against the bundled model's evaluation
 # (docs/results/default-model/joint/, the `ser` width, same folds and utterances): about 32 min
