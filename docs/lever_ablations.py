@@ -51,6 +51,8 @@ ABLATIONS = [
     ("ser48-tempo-not-speed-s1", "tempo instead of speed perturbation, 48 epochs, seed 1", "ser48-adamw-s1"),
     ("ser48-speed-wide", "speed factors 0.8–1.2 (`--speed 0.8,0.9,1.0,1.1,1.2`), 48 epochs", "ser48-adamw"),
     ("ser48-speed-wide-s1", "speed factors 0.8–1.2, 48 epochs, seed 1", "ser48-adamw-s1"),
+    ("ser48-mixup04", "mixup α = 0.4 instead of 0.2 (`--mixup 0.4`), 48 epochs", "ser48-adamw"),
+    ("ser48-mixup04-s1", "mixup α = 0.4, 48 epochs, seed 1", "ser48-adamw-s1"),
 ]
 
 

@@ -51,6 +51,9 @@ $S --epochs 48 --seed 2 -o "$OUT/ser48-adamw-s2"; wait
 # speed perturbation over a wider range, 0.8-1.2, seeds 0 and 1
 $S --epochs 48 --speed 0.8,0.9,1.0,1.1,1.2 -o "$OUT/ser48-speed-wide" &
 $S --epochs 48 --speed 0.8,0.9,1.0,1.1,1.2 --seed 1 -o "$OUT/ser48-speed-wide-s1"; wait
+# twice the mixup (taking mixup away cost 3.7 pooled UA at 48 epochs), seeds 0 and 1
+$S --epochs 48 --mixup 0.4 -o "$OUT/ser48-mixup04" &
+$S --epochs 48 --mixup 0.4 --seed 1 -o "$OUT/ser48-mixup04-s1"; wait
 # the 4-class winner, the 1.5x wider trunk, on the protocol's ten folds (fold i holds out EMO-DB
 # speaker i and, for i <= 6, RAVDESS actors 4i-3 .. 4i), against the bundled model's evaluation
 # (docs/results/default-model/joint/, the `ser` width, same folds and utterances): about 32 min
