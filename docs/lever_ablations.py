@@ -79,9 +79,11 @@ def main() -> None:
         only_here, only_ref, pv = mcnemar(correct(SCREEN / name), correct(SCREEN / ref))
         print(f"| `{name}`: {label} | {e:.1f} | {r:.1f} | {p:.1f} | `{ref}` | {p - uas(ref)[2]:+.1f} "
               f"| {only_here} / {only_ref}, {fmt_p(pv)} |")
-    pooled = [uas(s)[2] for s in SEEDS]
-    print(f"\nSeed spread of the full recipe at 12 epochs, pooled UA: {min(pooled):.1f}–{max(pooled):.1f} "
-          f"(mean {sum(pooled) / len(pooled):.1f}).")
+    print()
+    for epochs, seeds in ((12, SEEDS), (48, SEEDS_48)):
+        pooled = [uas(s)[2] for s in seeds]
+        print(f"Seed spread of the full recipe at {epochs} epochs ({len(pooled)} seeds), pooled UA: "
+              f"{min(pooled):.1f}–{max(pooled):.1f} (mean {sum(pooled) / len(pooled):.1f}).")
 
 
 if __name__ == "__main__":
