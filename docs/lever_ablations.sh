@@ -3,9 +3,11 @@
 # speakers of outer fold 1; docs/results.md, "Screening the levers"), 12 epochs: each run is the
 # `ser` recipe with one part taken away (or VTLP added), against `ser12-adamw` and its seeds 1
 # and 2 (docs/results/screening/ser12-adamw{,-s1,-s2}), whose spread is the noise to beat.
-# Then a wider trunk (Conv2-Conv5 1.5 times as wide), then that trunk on the ten test folds
-# (docs/results/wide4/), and last a second seed of the bundled recipe on them (docs/results/joint-s1/,
-# the ensemble lever). Two runs train at once (one thread each);
+# Then a wider trunk (Conv2-Conv5 1.5 times as wide); the levers screened at 48 epochs after the
+# seed ensemble shipped (96 epochs, tempo perturbation, speed 0.8-1.2, mixup 0.4, a third seed),
+# each with seeds 0 and 1 against ser48-adamw{,-s1}; then the wide trunk on the ten test folds
+# (docs/results/wide4/), and last a second seed of the bundled recipe on them
+# (docs/results/joint-s1/, the ensemble lever). Two runs train at once (one thread each);
 # every run resumes where it stopped. Then copy each
 # OUT/<run>/{metrics.json,metrics.csv,predictions.csv,command.txt} to docs/results/screening/<run>/
 # and render the table with: cd docs && python lever_ablations.py
