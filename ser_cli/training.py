@@ -179,10 +179,9 @@ class TrainConfig:
         Mixup's Beta(alpha, alpha) parameter (:func:`ser_cli.augment.mixup`); 0: off.
 
     Any of ``sampling="crops"``, ``speed_factors``, ``noise_snr_db``, ``vtlp``, ``tempo_factors``
-    makes training
-    decode the waveforms once and compute each epoch's segments afresh (about a second per
-    thousand utterances); otherwise the segments come from the feature cache as in the paper's
-    recipe.
+    makes training decode the waveforms once and compute each epoch's segments afresh (about a
+    second per thousand utterances); otherwise the segments come from the feature cache as in the
+    paper's recipe.
 
     Raises
     ------
@@ -262,10 +261,9 @@ class TrainConfig:
                 f"vtlp={self.vtlp!r} / tempo_factors={self.tempo_factors!r} must be sequences "
                 "of numbers"
             ) from exc
-        if any(not (np.isfinite(f) and 0.5 <= f <= 2.0) for f in speeds):
-            raise ConfigError(f"speed_factors={speeds} must lie in [0.5, 2]")
-        if any(not (np.isfinite(f) and 0.5 <= f <= 2.0) for f in tempos):
-            raise ConfigError(f"tempo_factors={tempos} must lie in [0.5, 2]")
+        for name, factors in (("speed_factors", speeds), ("tempo_factors", tempos)):
+            if any(not (np.isfinite(f) and 0.5 <= f <= 2.0) for f in factors):
+                raise ConfigError(f"{name}={factors} must lie in [0.5, 2]")
         if snr and (len(snr) != 2 or not all(np.isfinite(snr)) or snr[0] > snr[1]):
             raise ConfigError(f"noise_snr_db={snr} must be (low, high) dB with low <= high")
         if warp and (len(warp) != 2 or not all(np.isfinite(warp)) or not 0.5 <= warp[0] <= warp[1] <= 1.5):
