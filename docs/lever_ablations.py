@@ -21,7 +21,7 @@ from render_paper_tables import correct, fmt_p, mcnemar
 SCREEN = Path(__file__).resolve().parent / "results" / "screening"
 REFERENCE = "ser12-adamw"
 SEEDS = [REFERENCE, f"{REFERENCE}-s1", f"{REFERENCE}-s2"]
-#: the full recipe at 48 epochs, seeds 0 and 1: the references of the 48-epoch runs
+#: the full recipe at 48 epochs, seeds 0-2: seeds 0 and 1 are the references of the 48-epoch runs
 SEEDS_48 = ["ser48-adamw", "ser48-adamw-s1", "ser48-adamw-s2"]
 #: (run, what it changes, the run it is paired with: the full recipe with the same seed and epochs)
 ABLATIONS = [

@@ -47,7 +47,8 @@ $S --epochs 48 --speed off --tempo 0.9,1.0,1.1 -o "$OUT/ser48-tempo-not-speed" &
 $S --epochs 48 --tempo 0.9,1.0,1.1 -o "$OUT/ser48-speed-tempo"; wait
 # tempo instead of speed again with seed 1 (it gained on EMO-DB and lost on RAVDESS with seed 0);
 # and a third seed of the recipe, for the size of the 4-class ensemble:
-#   cd docs/results/screening && python ../../ensemble_screen.py ser48-adamw ser48-adamw-s1 ser48-adamw-s2
+#   cd docs/results/screening && python ../../ensemble_screen.py --average logits ser48-adamw \
+#       ser48-adamw-s1 ser48-adamw-s2   (and the first two alone, for the two-seed ensemble)
 $S --epochs 48 --seed 1 --speed off --tempo 0.9,1.0,1.1 -o "$OUT/ser48-tempo-not-speed-s1" &
 $S --epochs 48 --seed 2 -o "$OUT/ser48-adamw-s2"; wait
 # speed perturbation over a wider range, 0.8-1.2, seeds 0 and 1
