@@ -488,6 +488,7 @@ class _Scorer:
         fc = loaded.feature_config
         self.normalization = fc.normalization
         self.mu = fc.mu
+        self.fmax = fc.fmax
         self.segment_config = loaded.segment_config
         self.hop_frames = loaded.segment_config.score_hop_frames
         self.scoring_config = loaded.scoring_config
@@ -565,7 +566,7 @@ def _produce(path: str, fid: int, scorer: _Scorer, put, stop: threading.Event) -
     from ser_cli.segmentation import SegmentStream
 
     try:
-        spec_stream = features.SpectrogramStream(threads=1)
+        spec_stream = features.SpectrogramStream(threads=1, fmax=scorer.fmax)
         seg_stream = SegmentStream(scorer.hop_frames, scorer.segment_config)
         # "utterance" normalisation: frames are normalised before segmentation (held until
         # their 60 s normalisation block is decided); the shared trunk takes them in blocks.

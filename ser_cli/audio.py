@@ -13,7 +13,9 @@ already below the quantisation floor of 16-bit recordings. VHQ (28 bits, 168 dB)
 passband; on a 48 kHz test signal the two outputs differ by -138 dB in the 0-3990 Hz band (their
 -62 dB overall difference lies in the 7.3-8 kHz transition band the front-end discards), while
 VHQ costs 6-13 % more decode+resample time (``benchmarks/bench_audio.py``,
-``benchmarks/RESULTS.md``, "Audio ingestion"). So HQ.
+``benchmarks/RESULTS.md``, "Audio ingestion"). So HQ. A model on the 0-8 kHz band
+(``FeatureConfig(fmax=8000)``) does see the transition band in its top 35 rows (7.3-8 kHz) of a
+resampled file; a file recorded at 16 kHz never reaches the resampler.
 
 Streaming and whole-file decoding agree
 ---------------------------------------

@@ -23,7 +23,7 @@ _LIMITATIONS = """\
 - Trained and evaluated on **acted** emotional speech read by professional or semi-professional
   actors (EMO-DB: German; RAVDESS: North-American English). Spontaneous speech, other languages,
   children's voices, telephone-band or noisy recordings are outside what was measured.
-- The network sees 2 s windows of 0–4 kHz; an utterance's label is the average over its windows
+- The network sees 2 s windows of 0–{band} kHz; an utterance's label is the average over its windows
   (0.4 s apart). Emotion that changes within a file is averaged away: read the per-segment report.
 - Scores are the softmax of a small CNN, not calibrated probabilities.
 - Speaker-independent numbers come from leave-speakers-out folds; with 10–34 speakers per corpus
@@ -321,5 +321,5 @@ def render_card(model_path: str | os.PathLike[str],
     else:
         out += ["No evaluation attached yet: run `ser-cli evaluate` with the same sources and options "
                 "and render this card with `ser-cli model-card MODEL --evaluation TITLE=DIR`.", ""]
-    out += ["## Limitations", "", _LIMITATIONS]
+    out += ["## Limitations", "", _LIMITATIONS.format(band=f"{fc.get('fmax', 4000) / 1000:g}")]
     return "\n".join(out).rstrip() + "\n"

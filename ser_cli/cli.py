@@ -250,6 +250,9 @@ def training_options(func):
                      help="D1 scaling before mu-law: per segment (max, minmax) or by the "
                      "utterance's maximum (utterance; needed for --shared-trunk). "
                      "Default: FeatureConfig's."),
+        click.option("--fmax", type=click.Choice(["4000", "8000"]), default=None,
+                     help="Upper band edge in Hz: 4000 (paper: 0-4 kHz, 10 Hz per row) or 8000 "
+                     "(0-8 kHz, 20 Hz per row; the same 400 x 200 input). Default: FeatureConfig's."),
         click.option("--pool-after", default=None,
                      help="D2: conv indices (1-5) followed by a 2x2 max-pool (paper 2,3; ser 1,2,3, ~3x faster)."),
         click.option("--widths", default="32,48,64,80", show_default=True,
@@ -328,6 +331,8 @@ def _training_setup(kw: dict) -> dict:
     feature_config = FeatureConfig(**overrides["feature"])
     if kw["normalization"]:
         feature_config = dataclasses.replace(feature_config, normalization=kw["normalization"])
+    if kw["fmax"]:
+        feature_config = dataclasses.replace(feature_config, fmax=int(kw["fmax"]))
     segment_config = SegmentConfig()
     if kw["pad"]:
         segment_config = dataclasses.replace(segment_config, pad=kw["pad"])

@@ -422,7 +422,7 @@ def _shared_trunk_logits(path: str, loaded, device) -> np.ndarray:
 
     audio_config = _audio_config()  # as extract_segments decodes
     samples = audio.load(path, audio_config.sample_rate, quality=audio_config.resample_quality)
-    spec = features.spectrogram(samples)
+    spec = features.spectrogram(samples, fmax=loaded.feature_config.fmax)
     if spec.shape[1] == 0:
         raise SerError(f"{path}: too short for one frame ({len(samples)} samples, need at least 640)")
     spec = features.normalize(spec, "utterance", mu=loaded.feature_config.mu)

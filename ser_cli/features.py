@@ -9,13 +9,20 @@ Frame *i* of an utterance covers samples ``[160 i, 160 i + 640)`` (40 ms windows
 ``0.54 - 0.46 cos(2 pi n / 639)`` (``numpy.hamming(640)``), zero-padded to 1600 points
 (10 Hz per bin), and the magnitudes ``|X[k]|`` of bins ``k = 0 ... 399`` (0 - 3990 Hz) are kept.
 Arrays are frequency x time: one utterance gives ``(400, n_frames)``.
+
+``fmax=8000`` (a wider band than the paper's, for the network's same 400-row input) keeps the
+same frames and 400 rows, every other bin of the 1600-point DFT: row *j* is ``|X[2 j]|``,
+``20 j`` Hz, 0 - 7980 Hz, which is exactly the 800-point DFT's bins 0 ... 399. The kernel
+computes only bins 0 ... 399; the modulated signal ``x[n] (-1)^n`` gives the upper half
+(its bin *k* is ``|X[800 - k]|``, frames start at even offsets), and bin 400 (4 kHz), which
+neither call reaches, is one exact 640-term sum per frame in NumPy.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from numbers import Integral
 
 import numpy as np
@@ -31,10 +38,15 @@ __all__ = [
     "n_frames",
     "hamming_window",
     "NORMALIZATIONS",
+    "BANDS",
     "UTTERANCE_BLOCK_FRAMES",
     "utterance_blocks",
     "UtteranceNormalizer",
 ]
+
+#: Upper band edges in Hz :func:`spectrogram` implements: the paper's 0 - 4 kHz at 10 Hz per
+#: row and 0 - 8 kHz at 20 Hz per row (both 400 rows).
+BANDS = (4000, 8000)
 
 #: The D1 normalisation variants :func:`normalize` implements.
 NORMALIZATIONS = ("max", "minmax", "utterance")
@@ -78,6 +90,10 @@ class FeatureConfig:
         the convolutional trunk can be run once per utterance (docs/shared_trunk.md).
     mu : float
         mu-law parameter, finite and > 0 (paper: 255).
+    fmax : {4000, 8000}
+        Upper edge of the band in Hz (:data:`BANDS`): 4000 is the paper's 0 - 3990 Hz at 10 Hz
+        per row; 8000 keeps 0 - 7980 Hz at 20 Hz per row, same 400 rows (see
+        :func:`spectrogram`).
 
     Raises
     ------
@@ -101,6 +117,7 @@ class FeatureConfig:
     n_bins: int = 400
     normalization: str = "max"
     mu: float = 255.0
+    fmax: int = field(default=4000, metadata={"omit_at_default": True})
 
     def __post_init__(self) -> None:
         for name, supported in _SUPPORTED.items():
@@ -120,6 +137,13 @@ class FeatureConfig:
                 f"{', '.join(map(repr, NORMALIZATIONS))}"
             )
         _check_mu(self.mu, "FeatureConfig: mu")
+        _check_fmax(self.fmax, "FeatureConfig: fmax")
+
+
+def _check_fmax(fmax, name: str) -> int:
+    if isinstance(fmax, bool) or not isinstance(fmax, Integral) or fmax not in BANDS:
+        raise ConfigError(f"{name}={fmax!r} is not one of {', '.join(map(str, BANDS))} (Hz)")
+    return int(fmax)
 
 
 def n_frames(n_samples: int) -> int:
@@ -219,7 +243,7 @@ def _as_samples(samples, name: str = "samples") -> np.ndarray:
     return arr
 
 
-def spectrogram(samples, *, threads: int | None = None) -> np.ndarray:
+def spectrogram(samples, *, threads: int | None = None, fmax: int = 4000) -> np.ndarray:
     """Magnitude spectrogram of a 16 kHz mono signal: ``(400, n_frames)``, frequency x time.
 
     Frame *i* covers ``samples[160 i : 160 i + 640]``; it is multiplied by the symmetric
@@ -240,6 +264,10 @@ def spectrogram(samples, *, threads: int | None = None) -> np.ndarray:
     threads : int or None, keyword-only
         Threads to split the frames across (positive). ``None``: one thread per 4096 frames
         (41 s of audio), at most the number of usable cores.
+    fmax : {4000, 8000}, keyword-only
+        Upper band edge in Hz. 8000: row *j* is ``|X_i[2 j]|`` (``20 j`` Hz, 0 - 7980 Hz),
+        which agrees with ``numpy.abs(numpy.fft.rfft(frame * numpy.hamming(640), n=800)[:400])``
+        as the default does with its reference; it calls the kernel twice.
 
     Returns
     -------
@@ -252,7 +280,8 @@ def spectrogram(samples, *, threads: int | None = None) -> np.ndarray:
     ------
     ConfigError
         ``samples`` is not 1-D, not real floating point, or contains NaN/Inf; ``threads`` is
-        not ``None`` or a positive integer. The message names the parameter and the value.
+        not ``None`` or a positive integer; ``fmax`` is not in :data:`BANDS`. The message names
+        the parameter and the value.
 
     Examples
     --------
@@ -263,10 +292,46 @@ def spectrogram(samples, *, threads: int | None = None) -> np.ndarray:
     ((400, 97), dtype('float32'))
     >>> int(spec[:, 0].argmax())  # 1 kHz is bin 100 (10 Hz per bin)
     100
+    >>> int(spectrogram(np.sin(2 * np.pi * 6000 * t).astype(np.float32), fmax=8000)[:, 0].argmax())
+    300
     """
     arr = _as_samples(samples)
+    fmax = _check_fmax(fmax, "fmax")
     n_threads = _check_threads(threads, n_frames(arr.size))
-    return _core.spectrogram(arr, n_threads)
+    low = _core.spectrogram(arr, n_threads)
+    if fmax == 4000:
+        return low
+    # x[n] (-1)^n: every frame starts at an even sample, so its bin k is |X[800 - k]|
+    modulated = arr.copy()
+    modulated[1::2] *= -1
+    high = _core.spectrogram(modulated, n_threads)
+    out = np.empty_like(low)
+    out[:200] = low[0::2]  # X[0], X[2], ..., X[398]
+    out[201:] = high[398:0:-2]  # X[402] ... X[798] = high[398] ... high[2]
+    out[200] = _bin_4khz(arr, low.shape[1])
+    return out
+
+
+def _bin_4khz(arr: np.ndarray, nf: int, chunk: int = 8192) -> np.ndarray:
+    """``|X_i[400]|`` (4 kHz) of every frame, summed in float64 frame by frame (split-invariant).
+
+    ``W_1600^(400 n) = (-i)^n``, and a frame is four consecutive 160-sample hops, so the sum is
+    four products of the hop matrix with a 160-point slice of ``window * (-i)^n``.
+    """
+    if nf == 0:
+        return np.zeros(0, dtype=np.float32)
+    n = np.arange(_core.WIN_LENGTH)
+    weights = _core.hamming_window().astype(np.float64) * (-1j) ** (n % 4)
+    hop = _core.HOP_LENGTH
+    hops = arr[: hop * (nf + 3)].reshape(nf + 3, hop)
+    out = np.empty(nf, dtype=np.float32)
+    for start in range(0, nf, chunk):
+        stop = min(start + chunk, nf)
+        acc = np.zeros((stop - start, hop), dtype=np.complex128)
+        for b in range(_core.WIN_LENGTH // hop):
+            acc += hops[start + b : stop + b] * weights[b * hop : (b + 1) * hop]
+        out[start:stop] = np.abs(acc.sum(axis=1))
+    return out
 
 
 def _check_mu(mu, name: str) -> float:
@@ -415,17 +480,19 @@ class SpectrogramStream:
     Each :meth:`push` returns the frames completed by that block. The samples not yet used by
     a complete frame -- at least the last 480, the overlap with the next frame -- are kept for
     the next block, so concatenating all outputs along time is bit-for-bit
-    ``spectrogram(whole signal)``.
+    ``spectrogram(whole signal, fmax=fmax)``.
 
     Parameters
     ----------
     threads : int or None, keyword-only
         Passed to :func:`spectrogram` for every block.
+    fmax : {4000, 8000}, keyword-only
+        Passed to :func:`spectrogram` for every block.
 
     Raises
     ------
     ConfigError
-        Bad ``threads``; bad blocks (see :func:`spectrogram`).
+        Bad ``threads`` or ``fmax``; bad blocks (see :func:`spectrogram`).
 
     Examples
     --------
@@ -439,10 +506,11 @@ class SpectrogramStream:
     True
     """
 
-    def __init__(self, *, threads: int | None = None) -> None:
+    def __init__(self, *, threads: int | None = None, fmax: int = 4000) -> None:
         if threads is not None:
             _check_threads(threads, 0)
         self._threads = threads
+        self._fmax = _check_fmax(fmax, "fmax")
         self._buffer = np.zeros(0, dtype=np.float32)
         self._n_frames = 0
         self._n_samples = 0
@@ -478,7 +546,7 @@ class SpectrogramStream:
         """
         arr = _as_samples(block, "block")
         buf = np.concatenate((self._buffer, arr)) if self._buffer.size else arr
-        out = spectrogram(buf, threads=self._threads)
+        out = spectrogram(buf, threads=self._threads, fmax=self._fmax)
         k = out.shape[1]
         # Keep everything from the next frame's start on (copy: do not pin the caller's array).
         self._buffer = buf[k * _core.HOP_LENGTH :].copy()

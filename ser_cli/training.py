@@ -465,7 +465,7 @@ def _compute_segments(path: str, hop_frames: int, feature_config, segment_config
     from ser_cli.segmentation import cut_segments
 
     samples = audio.load(path, audio_config.sample_rate, quality=audio_config.resample_quality)
-    spec = features.spectrogram(samples)
+    spec = features.spectrogram(samples, fmax=feature_config.fmax)
     if spec.shape[1] == 0:
         raise SerError(
             f"{path}: too short for one frame ({len(samples)} samples, need at least 640)"
@@ -601,7 +601,7 @@ def _epoch_segments(
             samples = add_noise(samples, float(rng.uniform(*config.noise_snr_db)), rng)
         if len(samples) < 640:  # a sped-up very short file: keep one frame
             samples = np.pad(samples, (0, 640 - len(samples)))
-        spec = features.spectrogram(samples)
+        spec = features.spectrogram(samples, fmax=feature_config.fmax)
         if config.vtlp:
             spec = vtlp(spec, float(rng.uniform(*config.vtlp)))
         if config.tempo_factors:

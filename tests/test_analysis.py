@@ -122,19 +122,40 @@ def test_reports_columns_rows_and_formats_agree(workdir, tiny_model):
     assert summary["settings"]["segment_config"]["score_hop_frames"] == 40
 
 
-def test_scores_match_a_direct_computation(workdir, tiny_model):
-    """The streamed, batched pipeline equals load -> spectrogram -> cut -> normalize -> model."""
+@pytest.fixture(scope="module")
+def wide_model(synthetic_corpus, feature_cache, tmp_path_factory):
+    """``tiny_model``'s recipe (2 epochs) on the 0 - 8 kHz band (``FeatureConfig(fmax=8000)``)."""
+    from conftest import tiny_model_config
+    from ser_cli.corpora import read_corpus
+    from ser_cli.features import FeatureConfig
+    from ser_cli.training import TrainConfig, train
+
+    return train(
+        read_corpus(synthetic_corpus), tmp_path_factory.mktemp("wide-model") / "wide.pt",
+        model_config=tiny_model_config(), train_config=TrainConfig(epochs=2, batch_size=8),
+        feature_config=FeatureConfig(fmax=8000), cache_dir=feature_cache, device="cpu",
+        precision="fp32", progress=False, command="pytest wide_model fixture",
+    ).model_path
+
+
+@pytest.mark.parametrize("which", ["tiny_model", "wide_model"])
+def test_scores_match_a_direct_computation(workdir, which, request):
+    """The streamed, batched pipeline equals load -> spectrogram -> cut -> normalize -> model,
+    with the band the model was trained on (0 - 4 kHz, or 0 - 8 kHz for ``wide_model``)."""
     import torch
 
     from ser_cli import audio, features
     from ser_cli.scoring import utterance_scores
     from ser_cli.segmentation import cut_segments
 
-    result = _run(["in/sub/long.flac", "in/short.wav"], model=tiny_model)
-    loaded = ser_cli.load_model(tiny_model)
+    model = request.getfixturevalue(which)
+    # fp32: "auto" is bf16 on a CPU with native bf16, and the direct computation below is fp32
+    result = _run(["in/sub/long.flac", "in/short.wav"], model=model, precision="fp32")
+    loaded = ser_cli.load_model(model)
+    assert loaded.feature_config.fmax == (8000 if which == "wide_model" else 4000)
     columns = reports.score_columns(loaded.classes)
     for row in result.utterances:
-        spec = features.spectrogram(audio.load(row["file"]))
+        spec = features.spectrogram(audio.load(row["file"]), fmax=loaded.feature_config.fmax)
         segments, _ = cut_segments(spec, loaded.segment_config.score_hop_frames,
                                    loaded.segment_config)
         x = features.normalize(segments, loaded.feature_config.normalization,

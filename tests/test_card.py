@@ -36,6 +36,19 @@ def test_card_carries_data_recipe_decisions_and_evaluation(tiny_model):
     assert "partial" in card and "2 of 4 folds" in card
     assert "| high | 9 | 1 |" in card  # confusion row
     assert "probs): WA 70.0 %, UA 65.0 %" in card
+    assert "2 s windows of 0–4 kHz" in card and "fmax" not in card
+
+
+def test_card_states_a_wider_band(tiny_model, tmp_path):
+    from ser_cli.model import update_metadata
+
+    meta = read_metadata(tiny_model)
+    wide = tmp_path / "wide.pt"
+    wide.write_bytes(tiny_model.read_bytes())
+    update_metadata(wide, {"feature_config": {**meta["feature_config"], "fmax": 8000}})
+    card = render_card(wide)
+    assert "2 s windows of 0–8 kHz" in card
+    assert "`fmax` = 8000 (paper-faithful default 4000)" in card
 
 
 def test_evaluation_section_states_its_scoring_rule():

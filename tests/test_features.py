@@ -128,6 +128,72 @@ def test_stream_small_blocks():
     assert np.array_equal(np.concatenate(parts, axis=1), spectrogram(x))
 
 
+# --- the 0 - 8 kHz band ----------------------------------------------------------------------
+
+
+def reference_wide(x) -> np.ndarray:
+    """float64 ``|rfft(frame * hamming, n=800)[:400]|``: 0 - 7980 Hz, 20 Hz per row."""
+    x = np.asarray(x, dtype=np.float64)
+    n = features.n_frames(x.size)
+    if n == 0:
+        return np.zeros((400, 0))
+    frames = np.lib.stride_tricks.sliding_window_view(x, 640)[::160][:n]
+    return np.abs(np.fft.rfft(frames * np.hamming(640), n=800, axis=1)[:, :400]).T
+
+
+@pytest.mark.parametrize("name", sorted(SIGNALS))
+def test_wide_band_matches_float64_rfft(name):
+    x = SIGNALS[name]()
+    got, ref = spectrogram(x, fmax=8000), reference_wide(x)
+    assert got.shape == ref.shape and got.dtype == np.float32 and got.flags.c_contiguous
+    if ref.size:
+        err = np.abs(got - ref).max(axis=0)
+        assert np.all(err <= 1e-5 * reference(x, 801).max(axis=0) + 1e-30)
+
+
+def test_wide_band_rows_are_20_hz():
+    # 6 kHz is row 300 of the wide band, beyond the default's 400 rows; 4 kHz (row 200) is
+    # the bin neither kernel call reaches, computed on its own
+    for hz, row in ((1000.0, 50), (4000.0, 200), (6000.0, 300), (7900.0, 395)):
+        assert np.all(spectrogram(signals.tone(hz, 0.5), fmax=8000).argmax(axis=0) == row)
+
+
+def test_wide_band_low_rows_are_the_default_even_bins():
+    x = signals.vowel(duration_s=0.5)
+    assert np.array_equal(spectrogram(x, fmax=8000)[:200], spectrogram(x)[0::2])
+
+
+def test_wide_band_is_split_and_thread_invariant():
+    x = signals.noise(1.5, seed=8) + signals.chirp(50.0, 7900.0, 1.5)
+    whole = spectrogram(x, fmax=8000, threads=1)
+    for t in (2, 3, None):
+        assert np.array_equal(spectrogram(x, fmax=8000, threads=t), whole)
+    for i in (0, 7, whole.shape[1] - 1):
+        assert np.array_equal(spectrogram(x[160 * i : 160 * i + 640], fmax=8000)[:, 0], whole[:, i])
+    stream, parts = SpectrogramStream(fmax=8000), []
+    for start in range(0, x.size, 1234):
+        parts.append(stream.push(x[start : start + 1234]))
+    assert np.array_equal(np.concatenate(parts, axis=1), whole)
+
+
+@pytest.mark.parametrize("fmax", [3000, 8000.0, True, "8000", None])
+def test_bad_fmax_is_rejected(fmax):
+    with pytest.raises(ConfigError, match="fmax="):
+        spectrogram(np.zeros(1000, np.float32), fmax=fmax)
+    with pytest.raises(ConfigError, match="fmax="):
+        SpectrogramStream(fmax=fmax)
+    with pytest.raises(ConfigError, match="FeatureConfig: fmax="):
+        FeatureConfig(fmax=fmax)
+
+
+def test_default_fmax_is_left_out_of_saved_configs():
+    # so every config, cache key and fingerprint made before the option existed stays the same
+    from ser_cli.model import config_dict
+
+    assert "fmax" not in config_dict(FeatureConfig())
+    assert config_dict(FeatureConfig(fmax=8000))["fmax"] == 8000
+
+
 # --- normalize --------------------------------------------------------------------------------
 
 
