@@ -53,6 +53,8 @@ ABLATIONS = [
     ("ser48-speed-wide-s1", "speed factors 0.8–1.2, 48 epochs, seed 1", "ser48-adamw-s1"),
     ("ser48-mixup04", "mixup α = 0.4 instead of 0.2 (`--mixup 0.4`), 48 epochs", "ser48-adamw"),
     ("ser48-mixup04-s1", "mixup α = 0.4, 48 epochs, seed 1", "ser48-adamw-s1"),
+    ("ser48-fmax8k", "the 0–8 kHz band, 20 Hz per row (`--fmax 8000`), 48 epochs", "ser48-adamw"),
+    ("ser48-fmax8k-s1", "the 0–8 kHz band, 48 epochs, seed 1", "ser48-adamw-s1"),
 ]
 
 
