@@ -15,7 +15,7 @@
 # a second seed and the 1.5x wider trunk (two seeds), for the trunk and ensemble levers. Copy each
 # OUT/screen7/<run>/{metrics.json,metrics.csv,predictions.csv,command.txt} to
 # docs/results/screening/<run>/. Then the winner on the test folds, its second seed there, and
-# last a third seed on the inner fold, for the ensemble's size.
+# last a third seed on the inner fold, for the ensemble's size, and the 0-8 kHz band.
 #
 #   SER_DATA=../shared/data docs/many_classes.sh [OUT]      (OUT default runs/classes48)
 set -e
@@ -73,3 +73,7 @@ ser-cli evaluate "$D/emodb_original_subset" "$D/emodb" "$D/ravdess" \
 # the ensemble's size: a third seed of the joint configuration on the inner fold, screened as the
 # three-seed ensemble against the two-seed one (about 40 min of one core)
 ser-cli evaluate $J7 --seed 2 -o "$OUT/screen7/ser48-7c-joint-s2"
+# the 0-8 kHz band (--fmax 8000, 20 Hz per row) on the joint data, seeds 0 and 1, alone and as a
+# third ensemble member (happy is EMO-DB's weakest class, mostly taken for angry)
+ser-cli evaluate $J7 --fmax 8000 -o "$OUT/screen7/ser48-7c-joint-fmax8k" &
+ser-cli evaluate $J7 --fmax 8000 --seed 1 -o "$OUT/screen7/ser48-7c-joint-fmax8k-s1"; wait
