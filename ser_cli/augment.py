@@ -121,10 +121,7 @@ def vtlp(spec: np.ndarray, alpha: float, boundary: float = 0.9) -> np.ndarray:
     b = boundary * top * min(alpha, 1.0)
     source = np.where(out_bins <= b, out_bins / alpha,
                       top - (top - out_bins) * (top - b / alpha) / (top - b))
-    source = np.clip(source, 0, top)
-    lo = np.minimum(np.floor(source).astype(np.int64), top - 1)
-    w = (source - lo)[:, None].astype(np.float32)
-    return ((1 - w) * spec[lo] + w * spec[lo + 1]).astype(np.float32, copy=False)
+    return _read_between(spec, np.clip(source, 0, top), axis=0)
 
 
 def tempo_perturb(spec: np.ndarray, factor: float) -> np.ndarray:
@@ -162,12 +159,19 @@ def tempo_perturb(spec: np.ndarray, factor: float) -> np.ndarray:
         raise ConfigError(f"factor={factor!r} must lie in [0.5, 2]")
     if factor == 1.0 or spec.shape[1] < 2:
         return spec
-    last = spec.shape[1] - 1
     n_out = max(1, round(spec.shape[1] / factor))
-    source = np.minimum(np.arange(n_out, dtype=np.float64) * factor, last)
-    lo = np.minimum(np.floor(source).astype(np.int64), last - 1)
-    w = (source - lo)[None, :].astype(np.float32)
-    return ((1 - w) * spec[:, lo] + w * spec[:, lo + 1]).astype(np.float32, copy=False)
+    source = np.minimum(np.arange(n_out, dtype=np.float64) * factor, spec.shape[1] - 1)
+    return _read_between(spec, source, axis=1)
+
+
+def _read_between(spec: np.ndarray, source: np.ndarray, axis: int) -> np.ndarray:
+    """``spec`` read at fractional positions ``source`` (within ``[0, n - 1]``, n >= 2) along
+    ``axis`` (0: frequency, 1: time), interpolating linearly between neighbours; float32."""
+    lo = np.minimum(np.floor(source).astype(np.int64), spec.shape[axis] - 2)
+    w = (source - lo).astype(np.float32)
+    w = w[:, None] if axis == 0 else w[None, :]
+    below, above = np.take(spec, lo, axis=axis), np.take(spec, lo + 1, axis=axis)
+    return ((1 - w) * below + w * above).astype(np.float32, copy=False)
 
 
 def pink_noise(n: int, rng: np.random.Generator) -> np.ndarray:
