@@ -2,9 +2,9 @@
 
 The `ser` recipe trains on copies of each utterance played 0.9, 1.0 and 1.1 times as fast. This
 scores each test utterance of a finished ``ser-cli evaluate`` fold the same three ways with the
-fold's own model (``folds/fold_NN/model.pt``), exactly as evaluate scores it (decode, resample,
-``ser_cli.augment.speed_perturb``, spectrogram, 2 s segments at the model's scoring hop, D1
-normalisation, the ``auto`` precision), and compares the utterance label from the mean of the
+fold's own model (``folds/fold_NN/model.pt``), as evaluate scores it (decode, resample,
+``ser_cli.augment.speed_perturb``, then evaluate's own segment code: spectrogram, 2 s segments at
+the model's scoring hop, D1 normalisation, float16; the ``auto`` precision), and compares the utterance label from the mean of the
 three copies' mean segment logits with the label from the 1.0 copy alone. The 1.0 copy is
 recomputed, and the script checks that it gives the labels stored in ``result.json``. Prints UA
 per corpus and pooled, and the paired count of utterances right only with each rule; the last
@@ -25,18 +25,19 @@ import torch
 
 import ser_cli
 from render_paper_tables import mcnemar
-from ser_cli import audio, features
+from ser_cli import audio
 from ser_cli.augment import speed_perturb
 from ser_cli.model import resolve_precision
-from ser_cli.segmentation import cut_segments
-from ser_cli.training import predict_logits
+from ser_cli.training import _audio_config, _segments_of, predict_logits
 
 
 def utterance_logits(loaded, path: str, speed: float, precision: str) -> np.ndarray:
-    fc, sc = loaded.feature_config, loaded.segment_config
-    samples = speed_perturb(audio.load(path), speed)
-    segments, _ = cut_segments(features.spectrogram(samples, fmax=fc.fmax), sc.score_hop_frames, sc)
-    segments = features.normalize(segments, fc.normalization, mu=fc.mu)
+    """Mean segment logits of ``path`` played ``speed`` times as fast, segments made as evaluate
+    makes them (decode, resample, front-end, cut, D1, float16)."""
+    audio_config = _audio_config()
+    samples = audio.load(path, audio_config.sample_rate, quality=audio_config.resample_quality)
+    segments = _segments_of(speed_perturb(samples, speed), path, loaded.segment_config.score_hop_frames,
+                            loaded.feature_config, loaded.segment_config)
     with torch.inference_mode(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         logits = predict_logits(loaded.module, segments, torch.device("cpu"), precision)

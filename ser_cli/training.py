@@ -461,10 +461,18 @@ def _cache_key(path: str, hop_frames: int, feature_config, segment_config, audio
 
 
 def _compute_segments(path: str, hop_frames: int, feature_config, segment_config, audio_config) -> np.ndarray:
-    from ser_cli import audio, features
-    from ser_cli.segmentation import cut_segments
+    from ser_cli import audio
 
     samples = audio.load(path, audio_config.sample_rate, quality=audio_config.resample_quality)
+    return _segments_of(samples, path, hop_frames, feature_config, segment_config)
+
+
+def _segments_of(samples: np.ndarray, path: str, hop_frames: int, feature_config, segment_config) -> np.ndarray:
+    """Normalised float16 segments of decoded 16 kHz samples, as the cache stores them (errors
+    name ``path``)."""
+    from ser_cli import features
+    from ser_cli.segmentation import cut_segments
+
     spec = features.spectrogram(samples, fmax=feature_config.fmax)
     if spec.shape[1] == 0:
         raise SerError(
