@@ -15,7 +15,7 @@ same frames and 400 rows, every other bin of the 1600-point DFT: row *j* is ``|X
 ``20 j`` Hz, 0 - 7980 Hz, which is exactly the 800-point DFT's bins 0 ... 399. The kernel
 computes only bins 0 ... 399; the modulated signal ``x[n] (-1)^n`` gives the upper half
 (its bin *k* is ``|X[800 - k]|``, frames start at even offsets), and bin 400 (4 kHz), which
-neither call reaches, is one exact 640-term sum per frame in NumPy.
+neither call reaches, is a 640-term sum per frame in NumPy (float64).
 """
 
 from __future__ import annotations
