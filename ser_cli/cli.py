@@ -216,7 +216,7 @@ def training_options(func):
         click.option("--optimizer", type=click.Choice(["sgd", "adamw"]), default=None,
                      help="paper: SGD, Nesterov momentum 0.9; ser: AdamW."),
         click.option("--lr-schedule", type=click.Choice(["step", "onecycle"]), default=None,
-                     help="paper: /10 at 40, 60, 80 %% of the epochs; ser: 10 %% warm-up then cosine."),
+                     help="paper: /10 at 40, 60, 80 % of the epochs; ser: 10 % warm-up then cosine."),
         click.option("--weight-decay", type=click.FloatRange(min=0), default=None,
                      help="paper 1e-4 (L2); ser 0.05 (decoupled, AdamW)."),
         click.option("--sampling", type=click.Choice(["segments", "crops"]), default=None,

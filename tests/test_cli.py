@@ -122,3 +122,11 @@ def test_every_command_has_help_ending_with_an_example_and_is_in_readme():
         if path != "ser-cli" and not isinstance(command, click.Group) and path not in readme:
             problems.append(f"{path}: not mentioned in README.md")
     assert not problems, "\n".join(problems)
+
+
+def test_option_help_shows_percent_signs_once():
+    """click prints option help as written (no %-formatting), so an argparse habit like ``%%``
+    would show doubled in ``--help``."""
+    doubled = [f"{path} {param.opts[-1]}" for path, command in [("ser-cli", cli.main), *_commands(cli.main)]
+               for param in command.params if "%%" in (getattr(param, "help", None) or "")]
+    assert not doubled, doubled
