@@ -55,6 +55,10 @@ ABLATIONS = [
     ("ser48-mixup04-s1", "mixup α = 0.4, 48 epochs, seed 1", "ser48-adamw-s1"),
     ("ser48-fmax8k", "the 0–8 kHz band, 20 Hz per row (`--fmax 8000`), 48 epochs", "ser48-adamw"),
     ("ser48-fmax8k-s1", "the 0–8 kHz band, 48 epochs, seed 1", "ser48-adamw-s1"),
+    ("ser48-lr4e-3", "peak learning rate 0.004 instead of 0.002 (`--lr 0.004`), 48 epochs", "ser48-adamw"),
+    ("ser48-lr1e-3", "peak learning rate 0.001 (`--lr 0.001`), 48 epochs", "ser48-adamw"),
+    ("ser48-lr4e-3-s1", "peak learning rate 0.004, 48 epochs, seed 1", "ser48-adamw-s1"),
+    ("ser48-wd02", "AdamW weight decay 0.2 instead of 0.05 (`--weight-decay 0.2`), 48 epochs", "ser48-adamw"),
 ]
 
 
