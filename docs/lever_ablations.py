@@ -59,6 +59,8 @@ ABLATIONS = [
     ("ser48-lr1e-3", "peak learning rate 0.001 (`--lr 0.001`), 48 epochs", "ser48-adamw"),
     ("ser48-lr4e-3-s1", "peak learning rate 0.004, 48 epochs, seed 1", "ser48-adamw-s1"),
     ("ser48-wd02", "AdamW weight decay 0.2 instead of 0.05 (`--weight-decay 0.2`), 48 epochs", "ser48-adamw"),
+    ("ser48-wd02-s1", "AdamW weight decay 0.2, 48 epochs, seed 1", "ser48-adamw-s1"),
+    ("ser48-wd05", "AdamW weight decay 0.5 (`--weight-decay 0.5`), 48 epochs", "ser48-adamw"),
 ]
 
 
@@ -83,7 +85,7 @@ def main() -> None:
             continue
         e, r, p = uas(name)
         only_here, only_ref, pv = mcnemar(correct(SCREEN / name), correct(SCREEN / ref))
-        print(f"| `{name}`: {label} | {e:.1f} | {r:.1f} | {p:.1f} | `{ref}` | {p - uas(ref)[2]:+.1f} "
+        print(f"| `{name}`: {label} | {e:.1f} | {r:.1f} | {p:.1f} | `{ref}` | {round(p - uas(ref)[2], 1) + 0.0:+.1f} "
               f"| {only_here} / {only_ref}, {fmt_p(pv)} |")
     print()
     for epochs, seeds in ((12, SEEDS), (48, SEEDS_48)):

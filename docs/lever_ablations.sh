@@ -5,11 +5,11 @@
 # and 2 (docs/results/screening/ser12-adamw{,-s1,-s2}), whose spread is the noise to beat.
 # Then a wider trunk (Conv2-Conv5 1.5 times as wide); the levers screened at 48 epochs after the
 # seed ensemble shipped (96 epochs, tempo perturbation, speed 0.8-1.2, mixup 0.4, a third seed,
-# the 0-8 kHz band), each with seeds 0 and 1 against ser48-adamw{,-s1}, and the peak learning
-# rate halved and doubled and the weight decay 4x (seed 0; the doubled rate also seed 1); then
-# the wide trunk on the ten test folds (docs/results/wide4/), and last a second seed of the
-# bundled recipe on them (docs/results/joint-s1/, the ensemble lever). Two runs train at once (one thread each);
-# every run resumes where it stopped. Then copy each
+# the 0-8 kHz band), each with seeds 0 and 1 against ser48-adamw{,-s1}; the peak learning rate
+# halved and doubled (seed 0; doubled also with seed 1) and the weight decay 0.2 (seeds 0 and 1)
+# and 0.5 (seed 0); then the wide trunk on the ten test folds (docs/results/wide4/), and last a
+# second seed of the bundled recipe on them (docs/results/joint-s1/, the ensemble lever). Two
+# runs train at once (one thread each); every run resumes where it stopped. Then copy each
 # OUT/<run>/{metrics.json,metrics.csv,predictions.csv,command.txt} to docs/results/screening/<run>/
 # and render the table with: cd docs && python lever_ablations.py
 #
@@ -69,6 +69,9 @@ $S --epochs 48 --lr 0.001 -o "$OUT/ser48-lr1e-3"; wait
 # then the doubled rate with seed 1, and 4x the weight decay (seed 0)
 $S --epochs 48 --lr 0.004 --seed 1 -o "$OUT/ser48-lr4e-3-s1" &
 $S --epochs 48 --weight-decay 0.2 -o "$OUT/ser48-wd02"; wait
+# weight decay 0.2 with seed 1, and 0.5 (seed 0)
+$S --epochs 48 --weight-decay 0.2 --seed 1 -o "$OUT/ser48-wd02-s1" &
+$S --epochs 48 --weight-decay 0.5 -o "$OUT/ser48-wd05"; wait
 # the 4-class winner, the 1.5x wider trunk, on the protocol's ten folds (fold i holds out EMO-DB
 # speaker i and, for i <= 6, RAVDESS actors 4i-3 .. 4i), against the bundled model's evaluation
 # (docs/results/default-model/joint/, the `ser` width, same folds and utterances): about 32 min
