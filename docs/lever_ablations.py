@@ -61,6 +61,8 @@ ABLATIONS = [
     ("ser48-wd02", "AdamW weight decay 0.2 instead of 0.05 (`--weight-decay 0.2`), 48 epochs", "ser48-adamw"),
     ("ser48-wd02-s1", "AdamW weight decay 0.2, 48 epochs, seed 1", "ser48-adamw-s1"),
     ("ser48-wd05", "AdamW weight decay 0.5 (`--weight-decay 0.5`), 48 epochs", "ser48-adamw"),
+    ("ser48-bs32", "batches of 32 segments instead of 64 (`--batch-size 32`), 48 epochs", "ser48-adamw"),
+    ("ser48-bs32-s1", "batches of 32 segments, 48 epochs, seed 1", "ser48-adamw-s1"),
 ]
 
 

@@ -6,10 +6,11 @@
 # Then a wider trunk (Conv2-Conv5 1.5 times as wide); the levers screened at 48 epochs after the
 # seed ensemble shipped (96 epochs, tempo perturbation, speed 0.8-1.2, mixup 0.4, a third seed,
 # the 0-8 kHz band), each with seeds 0 and 1 against ser48-adamw{,-s1}; the peak learning rate
-# halved and doubled (seed 0; doubled also with seed 1) and the weight decay 0.2 (seeds 0 and 1)
-# and 0.5 (seed 0); then the wide trunk on the ten test folds (docs/results/wide4/), and last a
-# second seed of the bundled recipe on them (docs/results/joint-s1/, the ensemble lever). Two
-# runs train at once (one thread each); every run resumes where it stopped. Then copy each
+# halved and doubled (seed 0; doubled also with seed 1), the weight decay 0.2 (seeds 0 and 1)
+# and 0.5 (seed 0), and batches of 32 (seeds 0 and 1); then the wide trunk on the ten test folds
+# (docs/results/wide4/), and last a second seed of the bundled recipe on them
+# (docs/results/joint-s1/, the ensemble lever). Two runs train at once (one thread each); every
+# run resumes where it stopped. Then copy each
 # OUT/<run>/{metrics.json,metrics.csv,predictions.csv,command.txt} to docs/results/screening/<run>/
 # and render the table with: cd docs && python lever_ablations.py
 #
@@ -72,6 +73,9 @@ $S --epochs 48 --weight-decay 0.2 -o "$OUT/ser48-wd02"; wait
 # weight decay 0.2 with seed 1, and 0.5 (seed 0)
 $S --epochs 48 --weight-decay 0.2 --seed 1 -o "$OUT/ser48-wd02-s1" &
 $S --epochs 48 --weight-decay 0.5 -o "$OUT/ser48-wd05"; wait
+# batches of 32 segments (twice the steps at the same epochs), seeds 0 and 1
+$S --epochs 48 --batch-size 32 -o "$OUT/ser48-bs32" &
+$S --epochs 48 --batch-size 32 --seed 1 -o "$OUT/ser48-bs32-s1"; wait
 # the 4-class winner, the 1.5x wider trunk, on the protocol's ten folds (fold i holds out EMO-DB
 # speaker i and, for i <= 6, RAVDESS actors 4i-3 .. 4i), against the bundled model's evaluation
 # (docs/results/default-model/joint/, the `ser` width, same folds and utterances): about 32 min
