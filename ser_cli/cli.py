@@ -267,6 +267,9 @@ def training_options(func):
         click.option("--gap-batchnorm", is_flag=True, default=False,
                      help="--head gap: batch-normalise the pooled features before the linear "
                      "layer (what the filter-shape study's Conv1-alone network needs to train)."),
+        click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.0,
+                     show_default=True, help="Training only: dropout on the trunk's output map "
+                     "before the head (0: none, the paper's and ser's)."),
         click.option("--average", type=click.Choice(["logits", "probs"]), default="logits",
                      show_default=True, help="D4: average segment logits or probabilities."),
         click.option("--pad", type=click.Choice(["repeat", "zeros"]), default=None,
@@ -353,6 +356,7 @@ def _training_setup(kw: dict) -> dict:
             conv1_channels=_int_list(kw["conv1_channels"], "--conv1-channels"),
             attention_reduce=kw["attention_reduce"],
             gap_batchnorm=kw["gap_batchnorm"],
+            dropout=kw["dropout"],
             **model_overrides,
         ),
         "train_config": train_config,

@@ -102,6 +102,11 @@ class ModelConfig:
         map the linear layer could absorb. Fig. 2's network needs it to train: averaged over
         the whole unpooled Conv1 map, its 16 features vary between segments by a tenth of their
         mean, too little for a linear layer to learn from in the recipe's steps (docs/results.md).
+    dropout : float
+        Training only: the probability of zeroing each value of the trunk's output map before the
+        head (``nn.Dropout``; 0, the default and the paper's, leaves it out). Scoring is unchanged
+        (eval mode), so it costs nothing there. Screened as a regulariser for the small corpora
+        (docs/results.md, "The levers one at a time").
 
     Raises
     ------
@@ -122,6 +127,7 @@ class ModelConfig:
     conv1_channels: tuple[int, ...] = (8, 8)
     attention_reduce: str = "sum"
     gap_batchnorm: bool = field(default=False, metadata={"omit_at_default": True})
+    dropout: float = field(default=0.0, metadata={"omit_at_default": True})
 
     def __post_init__(self) -> None:
         # JSON round trips turn tuples into lists: normalise so equality and hashing work.
@@ -163,6 +169,9 @@ class ModelConfig:
             raise ConfigError(f"gap_batchnorm={self.gap_batchnorm!r} must be true or false")
         if self.gap_batchnorm and self.head != "gap":
             raise ConfigError(f"gap_batchnorm=True needs head='gap', not {self.head!r}")
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
+            raise ConfigError(f"dropout={self.dropout!r} must be a number in [0, 1)")
+        object.__setattr__(self, "dropout", float(self.dropout))
 
     @property
     def trunk_channels(self) -> int:
@@ -386,6 +395,8 @@ class CNN(nn.Module):
         super().__init__()
         self.config = config
         self.trunk = Trunk(config)
+        # no parameters, so the state dict is the same with or without it
+        self.dropout = nn.Dropout(config.dropout) if config.dropout > 0 else nn.Identity()
         c, k = config.trunk_channels, config.n_classes
         if config.head == "gap":
             self.head = GAPHead(c, k, config.gap_batchnorm)
@@ -395,7 +406,7 @@ class CNN(nn.Module):
             self.head = AttentionHead(c, k, config.attention_reduce)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.trunk(x))
+        return self.head(self.dropout(self.trunk(x)))
 
     @torch.jit.export
     def trunk_map(self, x: torch.Tensor) -> torch.Tensor:

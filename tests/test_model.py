@@ -61,6 +61,10 @@ def _segments(n, seed=0):
         ({"attention_reduce": "max"}, "attention_reduce"),
         ({"gap_batchnorm": True}, "gap_batchnorm"),  # needs head="gap"
         ({"head": "gap", "gap_batchnorm": 1}, "gap_batchnorm"),
+        ({"dropout": 1.0}, "dropout"),
+        ({"dropout": -0.1}, "dropout"),
+        ({"dropout": True}, "dropout"),
+        ({"dropout": "0.2"}, "dropout"),
     ],
 )
 def test_model_config_errors_name_the_field(kwargs, field):
@@ -318,6 +322,31 @@ def test_conv1_alone_is_the_filter_shape_study_network():
         ModelConfig(widths=(), pool_after=(2,))
     with pytest.raises(ConfigError, match="widths"):
         ModelConfig(widths=(8, 8))
+
+
+def test_dropout_acts_in_training_only_and_leaves_the_state_dict_alone(tmp_path):
+    """Dropout on the trunk map changes training outputs from call to call and leaves eval
+    outputs, the state-dict keys, the export and a default model's saved config as without it."""
+    from ser_cli.model import config_dict
+
+    plain_config = ModelConfig(n_classes=4, widths=(4, 4, 4, 4), pool_after=(1, 2, 3))
+    config = ModelConfig(**{**config_dict(plain_config), "dropout": 0.5})
+    torch.manual_seed(0)
+    net, plain = CNN(config), CNN(plain_config)
+    assert net.state_dict().keys() == plain.state_dict().keys()
+    plain.load_state_dict(net.state_dict())
+    x = _segments(4)
+    net.train(), plain.train()
+    assert not torch.allclose(net(x), net(x))  # a fresh mask each call
+    torch.testing.assert_close(plain(x), plain(x))  # batch norm alone is deterministic
+    net.eval(), plain.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), plain(x))
+        path = export_model(net, tmp_path / "dropout.pt", _metadata(("a", "b", "c", "d"), config))
+        loaded = load_model(path)
+        torch.testing.assert_close(loaded.module(x), plain(x), rtol=1e-5, atol=1e-5)
+    assert loaded.model_config.dropout == 0.5
+    assert "dropout" not in config_dict(plain_config)
 
 
 def test_gap_batchnorm_is_an_affine_map_before_the_linear_layer(tmp_path):

@@ -198,13 +198,16 @@ def test_cli_train_and_model_info(synthetic_corpus, feature_cache, tmp_path):
         main,
         ["train", str(synthetic_corpus), "-o", str(out), "--epochs", "1", "--widths", "4,4,4,4",
          "--pool-after", "1,2,3", "--batch-size", "8", "--classes", "low,high", "--head", "gap",
-         "--fmax", "8000", "--cache-dir", str(feature_cache), "--device", "cpu", "--quiet"],
+         "--fmax", "8000", "--dropout", "0.3", "--cache-dir", str(feature_cache), "--device", "cpu",
+         "--quiet"],
     )
     assert result.exit_code == 0, result.output
     assert "2 classes (low, high)" in result.output
     from ser_cli.model import read_metadata
 
-    assert read_metadata(out)["feature_config"]["fmax"] == 8000  # the model carries its band
+    meta = read_metadata(out)
+    assert meta["feature_config"]["fmax"] == 8000  # the model carries its band
+    assert meta["model_config"]["dropout"] == 0.3
     info = runner.invoke(main, ["model-info", str(out)])
     assert info.exit_code == 0, info.output
     assert "classes: low, high" in info.output and "head=gap" in info.output
@@ -214,6 +217,8 @@ def test_cli_train_and_model_info(synthetic_corpus, feature_cache, tmp_path):
     assert bad.exit_code == 1 and "vtlp=(1.1, 0.9)" in bad.output
     bad = runner.invoke(main, ["train", str(synthetic_corpus), "-o", str(out), "--fmax", "6000"])
     assert bad.exit_code == 2 and "--fmax" in bad.output
+    bad = runner.invoke(main, ["train", str(synthetic_corpus), "-o", str(out), "--dropout", "1"])
+    assert bad.exit_code == 2 and "--dropout" in bad.output
     assert "Example:" in runner.invoke(main, ["train", "--help"]).output
 
 
