@@ -63,6 +63,8 @@ ABLATIONS = [
     ("ser48-wd05", "AdamW weight decay 0.5 (`--weight-decay 0.5`), 48 epochs", "ser48-adamw"),
     ("ser48-bs32", "batches of 32 segments instead of 64 (`--batch-size 32`), 48 epochs", "ser48-adamw"),
     ("ser48-bs32-s1", "batches of 32 segments, 48 epochs, seed 1", "ser48-adamw-s1"),
+    ("ser48-dropout03", "dropout 0.3 on the trunk map before the head (`--dropout 0.3`), 48 epochs", "ser48-adamw"),
+    ("ser48-dropout03-s1", "dropout 0.3, 48 epochs, seed 1", "ser48-adamw-s1"),
 ]
 
 
