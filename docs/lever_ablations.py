@@ -65,6 +65,8 @@ ABLATIONS = [
     ("ser48-bs32-s1", "batches of 32 segments, 48 epochs, seed 1", "ser48-adamw-s1"),
     ("ser48-dropout03", "dropout 0.3 on the trunk map before the head (`--dropout 0.3`), 48 epochs", "ser48-adamw"),
     ("ser48-dropout03-s1", "dropout 0.3, 48 epochs, seed 1", "ser48-adamw-s1"),
+    ("ser48-smooth02", "label smoothing 0.2 instead of 0.1 (`--label-smoothing 0.2`), 48 epochs", "ser48-adamw"),
+    ("ser48-smooth02-s1", "label smoothing 0.2, 48 epochs, seed 1", "ser48-adamw-s1"),
 ]
 
 
