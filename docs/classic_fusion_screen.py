@@ -39,7 +39,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ensemble_screen import average, folder, line, members, score  # noqa: E402
+from ensemble_screen import average, combine, folder, line, members, score  # noqa: E402
 from render_paper_tables import fmt_p, mcnemar  # noqa: E402
 
 from ser_cli import audio  # noqa: E402
@@ -80,12 +80,8 @@ def svm_probabilities(runs: list[str], data: Path, C: float) -> tuple[list[str],
 
 
 def fuse(rows: list[dict], svm: dict[str, np.ndarray], w: float) -> list[dict]:
-    fused = []
-    for r in rows:
-        log_p = (1 - w) * np.log(np.maximum(r["probs"], 1e-6)) + w * np.log(np.maximum(svm[r["utt"]], 1e-6))
-        p = np.exp(log_p - log_p.max())
-        fused.append({**r, "probs": p / p.sum()})
-    return fused
+    """The CNN's rows with each utterance's probabilities fused with the SVM's (weight ``w``)."""
+    return [{**r, "probs": combine([r["probs"], svm[r["utt"]]], "logits", weights=[1 - w, w])} for r in rows]
 
 
 def main() -> None:

@@ -99,15 +99,16 @@ def members(runs: list[str]) -> tuple[list[str], list[list[dict]]]:
     return classes, [[{**t[u], "utt": u} for u in utts] for t in tables]
 
 
-def combine(probs: list[np.ndarray], how: str) -> np.ndarray:
+def combine(probs: list[np.ndarray], how: str, weights: list[float] | None = None) -> np.ndarray:
     """The ensemble's utterance probabilities from its members': their mean (``probs``), or
     (``logits``) the softmax of the mean of their log-probabilities, which ranks the classes as
     the mean of the members' utterance logits does, i.e. as a ``ser-cli ensemble`` model file
     scores (it averages segment logits). Probabilities are clipped at 1e-6, the precision
-    ``predictions.csv`` prints, so ``logits`` matches that file up to this rounding."""
+    ``predictions.csv`` prints, so ``logits`` matches that file up to this rounding. ``weights``
+    (one per member, default equal) makes either mean a weighted one."""
     if how == "probs":
-        return np.mean(probs, axis=0)
-    mean_log = np.mean([np.log(np.maximum(p, 1e-6)) for p in probs], axis=0)
+        return np.average(probs, axis=0, weights=weights)
+    mean_log = np.average([np.log(np.maximum(p, 1e-6)) for p in probs], axis=0, weights=weights)
     e = np.exp(mean_log - mean_log.max())
     return e / e.sum()
 

@@ -91,7 +91,8 @@ def main() -> None:
             continue
         e, r, p = uas(name)
         only_here, only_ref, pv = mcnemar(correct(SCREEN / name), correct(SCREEN / ref))
-        print(f"| `{name}`: {label} | {e:.1f} | {r:.1f} | {p:.1f} | `{ref}` | {round(p - uas(ref)[2], 1) + 0.0:+.1f} "
+        delta = round(p - uas(ref)[2], 1) + 0.0  # + 0.0: a difference that rounds to 0 prints +0.0, not -0.0
+        print(f"| `{name}`: {label} | {e:.1f} | {r:.1f} | {p:.1f} | `{ref}` | {delta:+.1f} "
               f"| {only_here} / {only_ref}, {fmt_p(pv)} |")
     print()
     for epochs, seeds in ((12, SEEDS), (48, SEEDS_48)):
