@@ -241,6 +241,9 @@ def training_options(func):
                      help="Mixup Beta(alpha, alpha); 0 is off (ser 0.2)."),
         click.option("--label-smoothing", type=click.FloatRange(min=0, max=1, max_open=True), default=None,
                      help="Cross-entropy label smoothing (ser 0.1)."),
+        click.option("--ema", "ema_decay", type=click.FloatRange(0, 1, max_open=True), default=None,
+                     help="Ship an exponential moving average of the weights with this decay per "
+                     "step, e.g. 0.995 (0: the last step's weights, the paper's and ser's)."),
         click.option("--class-balance/--no-class-balance", default=None,
                      help="Weight the loss by inverse class frequency (ser: on)."),
         click.option("--corpus-balance/--no-corpus-balance", default=None,
@@ -322,7 +325,7 @@ def _training_setup(kw: dict) -> dict:
                                        "lr_schedule", "weight_decay", "sampling",
                                        "crops_per_utterance", "freq_masks", "time_masks",
                                        "mixup_alpha", "label_smoothing", "class_balance",
-                                       "corpus_balance")},
+                                       "corpus_balance", "ema_decay")},
         speed_factors=_float_list(kw["speed_factors"], "--speed"),
         noise_snr_db=_float_list(kw["noise_snr_db"], "--noise-snr"),
         vtlp=_float_list(kw["vtlp"], "--vtlp"),

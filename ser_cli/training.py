@@ -177,6 +177,12 @@ class TrainConfig:
         Largest mask widths (40 bins = 400 Hz; 30 frames = 0.3 s).
     mixup_alpha : float
         Mixup's Beta(alpha, alpha) parameter (:func:`ser_cli.augment.mixup`); 0: off.
+    ema_decay : float
+        Exponential moving average of the weights (0: off, the paper's): after every step each
+        floating-point parameter and batch-norm statistic ``a`` of the average becomes
+        ``d·a + (1 − d)·w`` with ``d = min(ema_decay, (1 + t) / (10 + t))`` at step ``t``, and
+        the model file gets the average instead of the last step's weights. 0.995 averages over
+        about the last 200 steps: 7 epochs of the ``ser`` recipe on EMO-DB + RAVDESS.
 
     Any of ``sampling="crops"``, ``speed_factors``, ``noise_snr_db``, ``vtlp``, ``tempo_factors``
     makes training decode the waveforms once and compute each epoch's segments afresh (about a
@@ -220,6 +226,7 @@ class TrainConfig:
     mixup_alpha: float = 0.0
     vtlp: tuple[float, ...] = field(default=(), metadata={"omit_at_default": True})
     tempo_factors: tuple[float, ...] = field(default=(), metadata={"omit_at_default": True})
+    ema_decay: float = field(default=0.0, metadata={"omit_at_default": True})
 
     @property
     def waveform_augmented(self) -> bool:
@@ -295,6 +302,10 @@ class TrainConfig:
             raise ConfigError(f"weight_decay={self.weight_decay} must be >= 0")
         if not 0 <= self.label_smoothing < 1:
             raise ConfigError(f"label_smoothing={self.label_smoothing} must be in [0, 1)")
+        if (isinstance(self.ema_decay, bool) or not isinstance(self.ema_decay, (int, float))
+                or not 0 <= self.ema_decay < 1):
+            raise ConfigError(f"ema_decay={self.ema_decay!r} must be a number in [0, 1)")
+        object.__setattr__(self, "ema_decay", float(self.ema_decay))
 
 
 #: Named recipes: overrides of the TrainConfig, ModelConfig and FeatureConfig defaults. "paper"
@@ -795,6 +806,31 @@ class _Reporter:
 # Training
 
 
+class _WeightAverage:
+    """The exponential moving average of a model's state (``TrainConfig.ema_decay``).
+
+    Floating-point entries (parameters, batch-norm means and variances) are averaged; the others
+    (batch-norm step counts) follow the model. ``state`` is a state dict of the model's keys.
+    """
+
+    def __init__(self, model: nn.Module, decay: float, state: dict[str, torch.Tensor] | None = None,
+                 steps: int = 0):
+        self.decay = decay
+        self.steps = steps
+        self.state = {k: v.detach().clone() for k, v in (state or model.state_dict()).items()}
+
+    def update(self, model: nn.Module) -> None:
+        self.steps += 1
+        d = min(self.decay, (1 + self.steps) / (10 + self.steps))
+        with torch.no_grad():
+            for key, value in model.state_dict().items():
+                average = self.state[key]
+                if average.is_floating_point():
+                    average.lerp_(value.detach(), 1 - d)
+                else:
+                    average.copy_(value)
+
+
 def _training_identity(configs: dict[str, dict], train_config: "TrainConfig") -> dict[str, dict]:
     """The configs with the settings that cannot change training set to their defaults.
 
@@ -1030,6 +1066,7 @@ def train(
             )
         history: list[dict[str, Any]] = []
         start_epoch = 1
+        average = _WeightAverage(model, train_config.ema_decay) if train_config.ema_decay else None
         checkpoint_path = work / _CHECKPOINT_NAME
         if checkpoint_path.is_file():
             try:
@@ -1040,6 +1077,8 @@ def train(
             if state is not None and state.get("fingerprint") == fingerprint:
                 model.load_state_dict(state["model"])
                 optimizer.load_state_dict(state["optimizer"])
+                if average is not None:
+                    average = _WeightAverage(model, train_config.ema_decay, state["ema"], int(state["ema_steps"]))
                 torch.set_rng_state(state["torch_rng"].cpu())
                 history = list(state["history"])
                 start_epoch = int(state["epoch"]) + 1
@@ -1088,6 +1127,8 @@ def train(
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
+                if average is not None:
+                    average.update(model)
                 loss_sum += loss.detach().double() * len(index)
                 correct += (logits.detach().argmax(1) == y).sum()
             seconds = time.perf_counter() - t0
@@ -1114,6 +1155,7 @@ def train(
                     "scheduler": {"epoch": epoch, "lr": lr},
                     "torch_rng": torch.get_rng_state(),
                     "history": history,
+                    **({"ema": average.state, "ema_steps": average.steps} if average is not None else {}),
                 },
                 checkpoint_path,
             )
@@ -1151,7 +1193,8 @@ def train(
         if extra_metadata:
             metadata.update(extra_metadata)
         # copy_ into the scripted module's own (CPU, fp32, contiguous) tensors
-        scripted.load_state_dict({name: value.detach().cpu() for name, value in model.state_dict().items()})
+        weights = average.state if average is not None else model.state_dict()
+        scripted.load_state_dict({name: value.detach().cpu() for name, value in weights.items()})
         export_model(scripted.eval(), out_path, metadata)
         report_path = out_path.with_name(out_path.name + ".train.json")
         report = {

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from torch import nn
 from click.testing import CliRunner
 
 import ser_cli.training as train_module
@@ -41,6 +42,10 @@ import signals
         ({"vtlp": (0.2, 1.1)}, "vtlp"),
         ({"tempo_factors": (0.9, 3.0)}, "tempo_factors"),
         ({"tempo_factors": ("fast",)}, "tempo_factors"),
+        ({"ema_decay": 1.0}, "ema_decay"),
+        ({"ema_decay": -0.1}, "ema_decay"),
+        ({"ema_decay": True}, "ema_decay"),
+        ({"ema_decay": "0.9"}, "ema_decay"),
     ],
 )
 def test_train_config_errors_name_the_field(kwargs, field):
@@ -57,9 +62,10 @@ def test_lr_schedule_is_the_papers_and_scales_with_epochs():
     assert train_module._lr_for_epoch(TrainConfig(epochs=1), 1) == 0.05
 
 
-def _run(utts, out, work, cache, epochs=3):
+def _run(utts, out, work, cache, epochs=3, **train_overrides):
     return train(
-        utts, out, model_config=tiny_model_config(), train_config=TrainConfig(epochs=epochs, batch_size=2),
+        utts, out, model_config=tiny_model_config(),
+        train_config=TrainConfig(epochs=epochs, batch_size=2, **train_overrides),
         work_dir=work, cache_dir=cache, device="cpu", precision="fp32", progress=False, command="test",
     )
 
@@ -83,18 +89,23 @@ def _interrupted(monkeypatch, after_epoch: int, run) -> None:
     monkeypatch.setattr(train_module, "_atomic_torch_save", real_save)
 
 
-def test_resume_equals_uninterrupted(synthetic_corpus, feature_cache, tmp_path, monkeypatch):
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9])
+def test_resume_equals_uninterrupted(synthetic_corpus, feature_cache, tmp_path, monkeypatch, ema_decay):
     utts = [u for u in read_corpus(synthetic_corpus) if u.speaker == "s1"][:4]
-    whole = _run(utts, tmp_path / "whole.pt", tmp_path / "whole", feature_cache)
-    _interrupted(monkeypatch, 2, lambda: _run(utts, tmp_path / "cut.pt", tmp_path / "cut", feature_cache))
+    whole = _run(utts, tmp_path / "whole.pt", tmp_path / "whole", feature_cache, ema_decay=ema_decay)
+    _interrupted(monkeypatch, 2, lambda: _run(utts, tmp_path / "cut.pt", tmp_path / "cut", feature_cache,
+                                              ema_decay=ema_decay))
     assert not (tmp_path / "cut.pt").exists()
-    resumed = _run(utts, tmp_path / "cut.pt", tmp_path / "cut", feature_cache)
+    resumed = _run(utts, tmp_path / "cut.pt", tmp_path / "cut", feature_cache, ema_decay=ema_decay)
 
     a, b = _checkpoint_weights(tmp_path / "whole"), _checkpoint_weights(tmp_path / "cut")
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
     assert [h["loss"] for h in resumed.history] == [h["loss"] for h in whole.history]
+    exported = [load_model(r.model_path).module.state_dict() for r in (whole, resumed)]
+    for key in exported[0]:  # with the average on, the exported one is resumed too
+        assert torch.equal(exported[0][key], exported[1][key]), key
     report = json.loads(resumed.report_path.read_text())
     assert [h["epoch"] for h in report["history"]] == [1, 2, 3]
 
@@ -198,7 +209,7 @@ def test_cli_train_and_model_info(synthetic_corpus, feature_cache, tmp_path):
         main,
         ["train", str(synthetic_corpus), "-o", str(out), "--epochs", "1", "--widths", "4,4,4,4",
          "--pool-after", "1,2,3", "--batch-size", "8", "--classes", "low,high", "--head", "gap",
-         "--fmax", "8000", "--dropout", "0.3", "--cache-dir", str(feature_cache), "--device", "cpu",
+         "--fmax", "8000", "--dropout", "0.3", "--ema", "0.99", "--cache-dir", str(feature_cache), "--device", "cpu",
          "--quiet"],
     )
     assert result.exit_code == 0, result.output
@@ -208,6 +219,7 @@ def test_cli_train_and_model_info(synthetic_corpus, feature_cache, tmp_path):
     meta = read_metadata(out)
     assert meta["feature_config"]["fmax"] == 8000  # the model carries its band
     assert meta["model_config"]["dropout"] == 0.3
+    assert meta["train_config"]["ema_decay"] == 0.99
     info = runner.invoke(main, ["model-info", str(out)])
     assert info.exit_code == 0, info.output
     assert "classes: low, high" in info.output and "head=gap" in info.output
@@ -219,6 +231,8 @@ def test_cli_train_and_model_info(synthetic_corpus, feature_cache, tmp_path):
     assert bad.exit_code == 2 and "--fmax" in bad.output
     bad = runner.invoke(main, ["train", str(synthetic_corpus), "-o", str(out), "--dropout", "1"])
     assert bad.exit_code == 2 and "--dropout" in bad.output
+    bad = runner.invoke(main, ["train", str(synthetic_corpus), "-o", str(out), "--ema", "1"])
+    assert bad.exit_code == 2 and "--ema" in bad.output
     assert "Example:" in runner.invoke(main, ["train", "--help"]).output
 
 
@@ -235,17 +249,18 @@ def test_recipes():
 
 
 def test_a_field_added_later_keeps_older_runs_fingerprints():
-    """vtlp and tempo_factors came after runs were made: at their defaults they are left out of
+    """vtlp, tempo_factors and ema_decay came after runs were made: at their defaults they are left out of
     the configs (and so of the fingerprints that resume checkpoints and finished folds); set, they
     are recorded."""
     from ser_cli.model import config_dict
 
-    later = {"vtlp", "tempo_factors"}
+    later = {"vtlp", "tempo_factors", "ema_decay"}
     assert not later & set(config_dict(TrainConfig()))
     assert set(config_dict(TrainConfig())) == {f for f in TrainConfig.__dataclass_fields__} - later
     assert config_dict(TrainConfig(tempo_factors=(0.9, 1.1)))["tempo_factors"] == [0.9, 1.1]
     assert config_dict(TrainConfig(vtlp=(0.9, 1.1)))["vtlp"] == [0.9, 1.1]
     assert TrainConfig(**config_dict(TrainConfig(vtlp=(0.9, 1.1)))).vtlp == (0.9, 1.1)
+    assert config_dict(TrainConfig(ema_decay=0.995))["ema_decay"] == 0.995
 
 
 def test_utterance_weights_balance_classes_and_corpora():
@@ -340,6 +355,39 @@ def test_unexportable_model_fails_before_training(synthetic_corpus, feature_cach
     with pytest.raises(ModelFileError, match="TorchScript compilation failed .unsupported construct"):
         _run(utts, tmp_path / "m.pt", tmp_path / "w", feature_cache)
     assert not (tmp_path / "w" / "checkpoint.pt").exists()
+
+
+def test_weight_average_follows_its_formula():
+    net = nn.Sequential(nn.Linear(2, 1), nn.BatchNorm1d(1))
+    average = train_module._WeightAverage(net, 0.99)
+    start = {k: v.clone() for k, v in net.state_dict().items()}
+    with torch.no_grad():
+        net[0].weight.add_(1.0)
+        net[1].running_mean.fill_(2.0)
+        net[1].num_batches_tracked.fill_(7)
+    average.update(net)  # step 1: d = min(0.99, 2 / 11)
+    d = 2 / 11
+    torch.testing.assert_close(average.state["0.weight"], d * start["0.weight"] + (1 - d) * (start["0.weight"] + 1))
+    torch.testing.assert_close(average.state["1.running_mean"], torch.tensor([(1 - d) * 2.0]))
+    assert int(average.state["1.num_batches_tracked"]) == 7  # counts follow the model
+    torch.testing.assert_close(average.state["0.bias"], start["0.bias"])  # unchanged stays
+    for _ in range(5000):  # long after the warm-up the average reaches a fixed model
+        average.update(net)
+    torch.testing.assert_close(average.state["0.weight"], net[0].weight.detach())
+    assert average.steps == 5001
+
+
+def test_the_weight_average_is_what_is_exported(synthetic_corpus, feature_cache, tmp_path):
+    utts = [u for u in read_corpus(synthetic_corpus) if u.speaker == "s1"][:4]
+    result = _run(utts, tmp_path / "m.pt", tmp_path / "w", feature_cache, epochs=2, ema_decay=0.9)
+    exported = load_model(result.model_path)
+    assert exported.metadata["train_config"]["ema_decay"] == 0.9
+    state = torch.load(tmp_path / "w" / "checkpoint.pt", weights_only=True)
+    assert state["ema_steps"] == sum(-(-h["segments"] // 2) for h in result.history)  # one a step
+    weights = exported.module.state_dict()
+    assert any(not torch.equal(weights[k], state["model"][k]) for k in weights)  # not the last step's
+    for key in weights:
+        assert torch.equal(weights[key], state["ema"][key].cpu()), key
 
 
 def test_exported_weights_are_the_trained_ones(synthetic_corpus, feature_cache, tmp_path):
