@@ -67,6 +67,8 @@ ABLATIONS = [
     ("ser48-dropout03-s1", "dropout 0.3, 48 epochs, seed 1", "ser48-adamw-s1"),
     ("ser48-smooth02", "label smoothing 0.2 instead of 0.1 (`--label-smoothing 0.2`), 48 epochs", "ser48-adamw"),
     ("ser48-smooth02-s1", "label smoothing 0.2, 48 epochs, seed 1", "ser48-adamw-s1"),
+    ("ser48-ema995", "an exponential moving average of the weights, decay 0.995 a step, shipped (`--ema 0.995`), 48 epochs", "ser48-adamw"),
+    ("ser48-ema995-s1", "the weight average, 48 epochs, seed 1", "ser48-adamw-s1"),
 ]
 
 
