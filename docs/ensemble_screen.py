@@ -21,7 +21,12 @@ agree on their folds, fold speakers and data (only the seed, or the model, may d
         docs/results/classes48/joint7 docs/results/classes48/joint7-s1      (from the repository root)
 
 ``--average logits`` (before the runs) combines the members as a ``ser-cli ensemble`` model file
-does, by their mean utterance logits, instead of their mean probabilities.
+does, by their mean utterance logits, instead of their mean probabilities. ``--against RUN,RUN``
+(before the runs) also pairs the ensemble with the ensemble of those runs, combined the same way
+(one run: that run), on the utterances both score, e.g. a third member against the two-seed pair:
+
+    python docs/ensemble_screen.py --average logits --against ser48-adamw,ser48-adamw-s1 \
+        ser48-adamw ser48-adamw-s1 ser48-wide
 """
 
 from __future__ import annotations
@@ -201,10 +206,12 @@ def write_report(out: Path, runs: list[str], primary: str = "probs") -> dict:
 
 
 def main(argv: list[str]) -> None:
-    out, how = None, "probs"
-    while argv[:1] in (["-o"], ["--average"]):
+    out, how, against = None, "probs", []
+    while argv[:1] in (["-o"], ["--average"], ["--against"]):
         if argv[0] == "-o":
             out = Path(argv[1])
+        elif argv[0] == "--against":
+            against = [r for r in argv[1].split(",") if r]
         elif argv[1] in ("probs", "logits"):
             how = argv[1]
         else:
@@ -226,7 +233,19 @@ def main(argv: list[str]) -> None:
     groups = [("", set(right_ens))]
     if len(families) > 1:
         groups += [(NAMES.get(f, f) + " ", {r["utt"] for r in rows[0] if r["family"] == f}) for f in families]
-    for run, right in zip(runs, rights):
+    others = list(zip(runs, rights))
+    if against:
+        other_classes, other_rows = members(against)
+        if other_classes != classes:
+            raise SystemExit(f"--against {','.join(against)}: its classes differ from {runs[0]}'s")
+        by_corpus, pooled, right_other = score(average(other_rows, how), classes)
+        name = "ensemble of " + "+".join(against) if len(against) > 1 else against[0]
+        print(f"{name}: {line(by_corpus, pooled)}")
+        shared = set(right_ens) & set(right_other)
+        if len(shared) != len(right_ens):
+            raise SystemExit(f"--against: its runs score {len(shared)} of the ensemble's {len(right_ens)} utterances")
+        others.append((name, right_other))
+    for run, right in others:
         for name, utts in groups:
             only_ens, only_run, p = mcnemar({u: right_ens[u] for u in utts}, {u: right[u] for u in utts})
             print(f"  vs {run}: {name}right only with the ensemble {only_ens}, only with {run} {only_run}, {fmt_p(p)}")
