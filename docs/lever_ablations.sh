@@ -7,9 +7,10 @@
 # seed ensemble shipped (96 epochs, tempo perturbation, speed 0.8-1.2, mixup 0.4, a third seed,
 # the 0-8 kHz band), each with seeds 0 and 1 against ser48-adamw{,-s1}; the peak learning rate
 # halved and doubled (seed 0; doubled also with seed 1), the weight decay 0.2 (seeds 0 and 1)
-# and 0.5 (seed 0), batches of 32, dropout 0.3 and label smoothing 0.2 (seeds 0 and 1); then
-# the wide trunk on the ten test folds (docs/results/wide4/), and last a second seed of the
-# bundled recipe on them (docs/results/joint-s1/, the ensemble lever). Two runs train at once
+# and 0.5 (seed 0), batches of 32, dropout 0.3, label smoothing 0.2 and a moving average of the
+# weights (seeds 0 and 1); then the wide trunk on the ten test folds (docs/results/wide4/), a
+# second seed of the bundled recipe on them (docs/results/joint-s1/, the ensemble lever), and
+# last the wide trunk across corpora and as a third member beside the two seeds. Two runs train at once
 # (one thread each); every run resumes where it stopped. Then copy each
 # OUT/<run>/{metrics.json,metrics.csv,predictions.csv,command.txt} to docs/results/screening/<run>/
 # and render the table with: cd docs && python lever_ablations.py
@@ -112,3 +113,16 @@ S1_FOLDS="$(dirname "$0")/results/joint-s1/folds"
 if [ -d "$S1_FOLDS" ]; then cp -rn "$S1_FOLDS" "$OUT/joint-s1/"; fi
 ser-cli evaluate "$D/emodb_original_subset" "$D/emodb" "$D/ravdess" --classes neutral,happy,angry,sad \
   --folds emodb=10,ravdess=6 --epochs 48 --seed 1 --jobs 2 --threads 1 --quiet -o "$OUT/joint-s1"
+# the wide trunk as a third member beside the bundled pair (chosen on the inner fold:
+#   cd docs/results/screening && python ../../ensemble_screen.py --average logits \
+#       --against ser48-adamw,ser48-adamw-s1 ser48-adamw ser48-adamw-s1 ser48-wide
+# ), scored on the test folds from the three evaluations' predictions, and the wide trunk's
+# cross-corpus check (train on one corpus, test on the other), its folds committed under
+# docs/results/cross-wide/folds/ in the same way:
+#   python docs/ensemble_screen.py --average logits --against docs/results/default-model/joint,docs/results/default-model/joint-s1 \
+#       docs/results/default-model/joint docs/results/default-model/joint-s1 docs/results/wide4
+mkdir -p "$OUT/eval-cross-wide"
+CW_FOLDS="$(dirname "$0")/results/cross-wide/folds"
+if [ -d "$CW_FOLDS" ]; then cp -rn "$CW_FOLDS" "$OUT/eval-cross-wide/"; fi
+ser-cli evaluate "$D/emodb_original_subset" "$D/emodb" "$D/ravdess" --classes neutral,happy,angry,sad \
+  --folds corpus --epochs 48 --widths 48,72,96,120 --jobs 2 --threads 1 --quiet -o "$OUT/eval-cross-wide"
