@@ -69,6 +69,8 @@ ABLATIONS = [
     ("ser48-smooth02-s1", "label smoothing 0.2, 48 epochs, seed 1", "ser48-adamw-s1"),
     ("ser48-ema995", "an exponential moving average of the weights, decay 0.995 a step, shipped (`--ema 0.995`), 48 epochs", "ser48-adamw"),
     ("ser48-ema995-s1", "the weight average, 48 epochs, seed 1", "ser48-adamw-s1"),
+    ("ser48-pool23", "the paper's pooling layout, max-pools after Conv2 and Conv3 only (`--pool-after 2,3`), 48 epochs", "ser48-adamw"),
+    ("ser48-pool23-s1", "the paper's pooling layout, 48 epochs, seed 1", "ser48-adamw-s1"),
 ]
 
 
