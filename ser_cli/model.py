@@ -169,9 +169,7 @@ class ModelConfig:
             raise ConfigError(f"gap_batchnorm={self.gap_batchnorm!r} must be true or false")
         if self.gap_batchnorm and self.head != "gap":
             raise ConfigError(f"gap_batchnorm=True needs head='gap', not {self.head!r}")
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
-            raise ConfigError(f"dropout={self.dropout!r} must be a number in [0, 1)")
-        object.__setattr__(self, "dropout", float(self.dropout))
+        object.__setattr__(self, "dropout", unit_fraction("dropout", self.dropout))
 
     @property
     def trunk_channels(self) -> int:
@@ -182,6 +180,14 @@ class ModelConfig:
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
         """Build from ``asdict()`` output (lists accepted for tuples); unknown keys are an error."""
         return _config_from_dict(cls, data, "model_config")
+
+
+def unit_fraction(name: str, value: Any) -> float:
+    """``value`` as a float in [0, 1) (a config field such as a probability or a decay), or a
+    ConfigError naming the field; bools and strings are refused."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise ConfigError(f"{name}={value!r} must be a number in [0, 1)")
+    return float(value)
 
 
 def _int_tuple(name: str, value: Any) -> tuple[int, ...]:

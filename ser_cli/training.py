@@ -56,6 +56,7 @@ from ser_cli.model import (
     resolve_device,
     resolve_precision,
     script_model,
+    unit_fraction,
 )
 from ser_cli.scoring import ScoringConfig
 
@@ -182,7 +183,7 @@ class TrainConfig:
         floating-point parameter and batch-norm statistic ``a`` of the average becomes
         ``d·a + (1 − d)·w`` with ``d = min(ema_decay, (1 + t) / (10 + t))`` at step ``t``, and
         the model file gets the average instead of the last step's weights. 0.995 averages over
-        about the last 200 steps: 7 epochs of the ``ser`` recipe on EMO-DB + RAVDESS.
+        about the last 200 steps: 6 epochs of the ``ser`` recipe on EMO-DB + RAVDESS (32 steps).
 
     Any of ``sampling="crops"``, ``speed_factors``, ``noise_snr_db``, ``vtlp``, ``tempo_factors``
     makes training decode the waveforms once and compute each epoch's segments afresh (about a
@@ -302,10 +303,7 @@ class TrainConfig:
             raise ConfigError(f"weight_decay={self.weight_decay} must be >= 0")
         if not 0 <= self.label_smoothing < 1:
             raise ConfigError(f"label_smoothing={self.label_smoothing} must be in [0, 1)")
-        if (isinstance(self.ema_decay, bool) or not isinstance(self.ema_decay, (int, float))
-                or not 0 <= self.ema_decay < 1):
-            raise ConfigError(f"ema_decay={self.ema_decay!r} must be a number in [0, 1)")
-        object.__setattr__(self, "ema_decay", float(self.ema_decay))
+        object.__setattr__(self, "ema_decay", unit_fraction("ema_decay", self.ema_decay))
 
 
 #: Named recipes: overrides of the TrainConfig, ModelConfig and FeatureConfig defaults. "paper"
