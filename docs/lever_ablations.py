@@ -71,6 +71,8 @@ ABLATIONS = [
     ("ser48-ema995-s1", "the weight average, 48 epochs, seed 1", "ser48-adamw-s1"),
     ("ser48-pool23", "the paper's pooling layout, max-pools after Conv2 and Conv3 only (`--pool-after 2,3`), 48 epochs", "ser48-adamw"),
     ("ser48-pool23-s1", "the paper's pooling layout, 48 epochs, seed 1", "ser48-adamw-s1"),
+    ("ser48-cellbal", "class weights counted within each corpus (`--class-balance-scope corpus`), 48 epochs", "ser48-adamw"),
+    ("ser48-cellbal-s1", "class weights within each corpus, 48 epochs, seed 1", "ser48-adamw-s1"),
 ]
 
 

@@ -8,7 +8,8 @@
 # the 0-8 kHz band), each with seeds 0 and 1 against ser48-adamw{,-s1}; the peak learning rate
 # halved and doubled (seed 0; doubled also with seed 1), the weight decay 0.2 (seeds 0 and 1)
 # and 0.5 (seed 0), batches of 32, dropout 0.3, label smoothing 0.2, a moving average of the
-# weights and the paper's pooling layout (seeds 0 and 1); then the wide trunk on the ten test
+# weights, the paper's pooling layout and class weights counted within each corpus (seeds 0
+# and 1); then the wide trunk on the ten test
 # folds (docs/results/wide4/), a second seed of the bundled recipe on them
 # (docs/results/joint-s1/, the ensemble lever), and last the wide trunk across corpora and as a
 # third member beside the two seeds. Two runs train at once
@@ -92,6 +93,10 @@ $S --epochs 48 --ema 0.995 --seed 1 -o "$OUT/ser48-ema995-s1"; wait
 # the 10 Hz rows kept through Conv1) inside the `ser` recipe, seeds 0 and 1; about 3x the time
 $S --epochs 48 --pool-after 2,3 -o "$OUT/ser48-pool23" &
 $S --epochs 48 --pool-after 2,3 --seed 1 -o "$OUT/ser48-pool23-s1"; wait
+# class weights counted within each corpus (--class-balance-scope corpus): every class of every
+# corpus weighs the same, as each corpus's UA counts them, seeds 0 and 1
+$S --epochs 48 --class-balance-scope corpus -o "$OUT/ser48-cellbal" &
+$S --epochs 48 --class-balance-scope corpus --seed 1 -o "$OUT/ser48-cellbal-s1"; wait
 # the 4-class winner, the 1.5x wider trunk, on the protocol's ten folds (fold i holds out EMO-DB
 # speaker i and, for i <= 6, RAVDESS actors 4i-3 .. 4i), against the bundled model's evaluation
 # (docs/results/default-model/joint/, the `ser` width, same folds and utterances): about 32 min

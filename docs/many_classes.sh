@@ -77,3 +77,7 @@ ser-cli evaluate $J7 --seed 2 -o "$OUT/screen7/ser48-7c-joint-s2"
 # third ensemble member (happy is EMO-DB's weakest class, mostly taken for angry)
 ser-cli evaluate $J7 --fmax 8000 -o "$OUT/screen7/ser48-7c-joint-fmax8k" &
 ser-cli evaluate $J7 --fmax 8000 --seed 1 -o "$OUT/screen7/ser48-7c-joint-fmax8k-s1"; wait
+# class weights counted within each corpus (--class-balance-scope corpus; EMO-DB's disgust and
+# happy, its weakest classes, are also its rarest), seeds 0 and 1
+ser-cli evaluate $J7 --class-balance-scope corpus -o "$OUT/screen7/ser48-7c-joint-cellbal" &
+ser-cli evaluate $J7 --class-balance-scope corpus --seed 1 -o "$OUT/screen7/ser48-7c-joint-cellbal-s1"; wait

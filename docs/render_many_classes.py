@@ -50,7 +50,14 @@ SCREEN7 = [(("ser48-7c-emodb",), "EMO-DB 2 s copies (`emodb/`) alone", None),
            (("ser48-7c-joint-fmax8k-s1",), "EMO-DB with originals + RAVDESS, the 0–8 kHz band, seed 1",
             ("ser48-7c-joint-s1",)),
            (("ser48-7c-joint", "ser48-7c-joint-s1", "ser48-7c-joint-fmax8k-s1"),
-            "ensemble of the two joint seeds and the 0–8 kHz seed 1", ("ser48-7c-joint", "ser48-7c-joint-s1"))]
+            "ensemble of the two joint seeds and the 0–8 kHz seed 1", ("ser48-7c-joint", "ser48-7c-joint-s1")),
+           (("ser48-7c-joint-cellbal",), "EMO-DB with originals + RAVDESS, class weights counted within "
+            "each corpus (`--class-balance-scope corpus`)", ("ser48-7c-joint",)),
+           (("ser48-7c-joint-cellbal-s1",), "EMO-DB with originals + RAVDESS, class weights within each "
+            "corpus, seed 1", ("ser48-7c-joint-s1",)),
+           (("ser48-7c-joint-cellbal", "ser48-7c-joint-cellbal-s1"),
+            "ensemble of the two seeds with class weights within each corpus",
+            ("ser48-7c-joint", "ser48-7c-joint-s1"))]
 #: the 7-class candidate (originals + RAVDESS's six shared classes) on the test folds: its two
 #: seeds and their ensemble, in this order (the first is the seed the others are paired with);
 #: the title of its full report where one is shown; and the EMO-DB-only 48-epoch run they are

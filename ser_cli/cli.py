@@ -248,6 +248,10 @@ def training_options(func):
                      help="Weight the loss by inverse class frequency (ser: on)."),
         click.option("--corpus-balance/--no-corpus-balance", default=None,
                      help="Weight the loss by inverse corpus frequency (ser: on)."),
+        click.option("--class-balance-scope", type=click.Choice(["pooled", "corpus"]), default=None,
+                     help="Count class frequencies for --class-balance over all training "
+                     "utterances (pooled, ser's) or within each corpus (corpus: each corpus's "
+                     "classes weigh the same, as its UA counts them)."),
         click.option("--normalization", type=click.Choice(["max", "minmax", "utterance"]),
                      default=None,
                      help="D1 scaling before mu-law: per segment (max, minmax) or by the "
@@ -325,7 +329,7 @@ def _training_setup(kw: dict) -> dict:
                                        "lr_schedule", "weight_decay", "sampling",
                                        "crops_per_utterance", "freq_masks", "time_masks",
                                        "mixup_alpha", "label_smoothing", "class_balance",
-                                       "corpus_balance", "ema_decay")},
+                                       "corpus_balance", "ema_decay", "class_balance_scope")},
         speed_factors=_float_list(kw["speed_factors"], "--speed"),
         noise_snr_db=_float_list(kw["noise_snr_db"], "--noise-snr"),
         vtlp=_float_list(kw["vtlp"], "--vtlp"),

@@ -150,6 +150,12 @@ class TrainConfig:
     corpus_balance : bool
         Weight the loss by inverse corpus-family frequency too, so a small corpus trained beside
         a large one counts as much (off).
+    class_balance_scope : {"pooled", "corpus"}
+        Where ``class_balance`` counts class frequencies: over all training utterances
+        (``pooled``, the ``ser`` recipe's), or within each corpus family (``corpus``), so every
+        class of every corpus weighs the same within its corpus, which is what that corpus's UA
+        rewards (EMO-DB's 71 happy utterances then weigh as much as its 127 angry ones, where
+        pooled with RAVDESS's balanced classes they weigh 0.68 of them). Needs ``class_balance``.
     sampling : {"segments", "crops"}
         What one epoch sees of each utterance: every 2 s segment at ``train_hop_frames`` (the
         paper's), or ``crops_per_utterance`` 2 s windows at random frame offsets, drawn afresh
@@ -228,6 +234,7 @@ class TrainConfig:
     vtlp: tuple[float, ...] = field(default=(), metadata={"omit_at_default": True})
     tempo_factors: tuple[float, ...] = field(default=(), metadata={"omit_at_default": True})
     ema_decay: float = field(default=0.0, metadata={"omit_at_default": True})
+    class_balance_scope: str = field(default="pooled", metadata={"omit_at_default": True})
 
     @property
     def waveform_augmented(self) -> bool:
@@ -304,6 +311,10 @@ class TrainConfig:
         if not 0 <= self.label_smoothing < 1:
             raise ConfigError(f"label_smoothing={self.label_smoothing} must be in [0, 1)")
         object.__setattr__(self, "ema_decay", unit_fraction("ema_decay", self.ema_decay))
+        if self.class_balance_scope not in ("pooled", "corpus"):
+            raise ConfigError(f"class_balance_scope={self.class_balance_scope!r} must be 'pooled' or 'corpus'")
+        if self.class_balance_scope == "corpus" and not self.class_balance:
+            raise ConfigError("class_balance_scope='corpus' needs class_balance=True")
 
 
 #: Named recipes: overrides of the TrainConfig, ModelConfig and FeatureConfig defaults. "paper"
@@ -644,18 +655,22 @@ def _utterance_weights(
 ) -> np.ndarray | None:
     """Loss weight of each utterance's segments: inverse class and/or corpus frequency, or None.
 
-    Frequencies count utterances; weights are scaled to mean 1 over the utterances.
+    Frequencies count utterances; class frequencies are counted over all of them or within each
+    corpus family (``config.class_balance_scope``); weights are scaled to mean 1.
     """
     if not (config.class_balance or config.corpus_balance):
         return None
+    names = [u.family or u.corpus for u in utterances]
+    unique, corpus, corpus_freq = np.unique(names, return_inverse=True, return_counts=True)
     weight = np.ones(len(utterances), dtype=np.float64)
     if config.class_balance:
-        freq = np.bincount(classes, minlength=n_classes).astype(np.float64)
-        weight *= len(classes) / (np.count_nonzero(freq) * freq[classes])
+        groups = corpus if config.class_balance_scope == "corpus" else np.zeros_like(corpus)
+        for g in np.unique(groups):
+            member = groups == g
+            freq = np.bincount(classes[member], minlength=n_classes).astype(np.float64)
+            weight[member] *= member.sum() / (np.count_nonzero(freq) * freq[classes[member]])
     if config.corpus_balance:
-        names = [u.family or u.corpus for u in utterances]
-        unique, inverse, freq = np.unique(names, return_inverse=True, return_counts=True)
-        weight *= len(names) / (len(unique) * freq[inverse])
+        weight *= len(names) / (len(unique) * corpus_freq[corpus])
     return weight / weight.mean()
 
 

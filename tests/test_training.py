@@ -46,6 +46,8 @@ import signals
         ({"ema_decay": -0.1}, "ema_decay"),
         ({"ema_decay": True}, "ema_decay"),
         ({"ema_decay": "0.9"}, "ema_decay"),
+        ({"class_balance_scope": "speaker", "class_balance": True}, "class_balance_scope"),
+        ({"class_balance_scope": "corpus"}, "class_balance_scope"),  # needs class_balance
     ],
 )
 def test_train_config_errors_name_the_field(kwargs, field):
@@ -209,7 +211,7 @@ def test_cli_train_and_model_info(synthetic_corpus, feature_cache, tmp_path):
         main,
         ["train", str(synthetic_corpus), "-o", str(out), "--epochs", "1", "--widths", "4,4,4,4",
          "--pool-after", "1,2,3", "--batch-size", "8", "--classes", "low,high", "--head", "gap",
-         "--fmax", "8000", "--dropout", "0.3", "--ema", "0.99", "--cache-dir", str(feature_cache), "--device", "cpu",
+         "--fmax", "8000", "--dropout", "0.3", "--ema", "0.99", "--class-balance", "--class-balance-scope", "corpus", "--cache-dir", str(feature_cache), "--device", "cpu",
          "--quiet"],
     )
     assert result.exit_code == 0, result.output
@@ -220,6 +222,7 @@ def test_cli_train_and_model_info(synthetic_corpus, feature_cache, tmp_path):
     assert meta["feature_config"]["fmax"] == 8000  # the model carries its band
     assert meta["model_config"]["dropout"] == 0.3
     assert meta["train_config"]["ema_decay"] == 0.99
+    assert meta["train_config"]["class_balance_scope"] == "corpus"
     info = runner.invoke(main, ["model-info", str(out)])
     assert info.exit_code == 0, info.output
     assert "classes: low, high" in info.output and "head=gap" in info.output
@@ -233,6 +236,9 @@ def test_cli_train_and_model_info(synthetic_corpus, feature_cache, tmp_path):
     assert bad.exit_code == 2 and "--dropout" in bad.output
     bad = runner.invoke(main, ["train", str(synthetic_corpus), "-o", str(out), "--ema", "1"])
     assert bad.exit_code == 2 and "--ema" in bad.output
+    bad = runner.invoke(main, ["train", str(synthetic_corpus), "-o", str(out), "--recipe", "paper",
+                               "--class-balance-scope", "corpus"])
+    assert bad.exit_code == 1 and "needs class_balance" in bad.output
     assert "Example:" in runner.invoke(main, ["train", "--help"]).output
 
 
@@ -249,18 +255,20 @@ def test_recipes():
 
 
 def test_a_field_added_later_keeps_older_runs_fingerprints():
-    """vtlp, tempo_factors and ema_decay came after runs were made: at their defaults they are left out of
+    """vtlp, tempo_factors, ema_decay and class_balance_scope came after runs were made: at their defaults they are left out of
     the configs (and so of the fingerprints that resume checkpoints and finished folds); set, they
     are recorded."""
     from ser_cli.model import config_dict
 
-    later = {"vtlp", "tempo_factors", "ema_decay"}
+    later = {"vtlp", "tempo_factors", "ema_decay", "class_balance_scope"}
     assert not later & set(config_dict(TrainConfig()))
     assert set(config_dict(TrainConfig())) == {f for f in TrainConfig.__dataclass_fields__} - later
     assert config_dict(TrainConfig(tempo_factors=(0.9, 1.1)))["tempo_factors"] == [0.9, 1.1]
     assert config_dict(TrainConfig(vtlp=(0.9, 1.1)))["vtlp"] == [0.9, 1.1]
     assert TrainConfig(**config_dict(TrainConfig(vtlp=(0.9, 1.1)))).vtlp == (0.9, 1.1)
     assert config_dict(TrainConfig(ema_decay=0.995))["ema_decay"] == 0.995
+    scoped = TrainConfig(class_balance=True, class_balance_scope="corpus")
+    assert TrainConfig(**config_dict(scoped)).class_balance_scope == "corpus"
 
 
 def test_utterance_weights_balance_classes_and_corpora():
@@ -275,6 +283,34 @@ def test_utterance_weights_balance_classes_and_corpora():
     by_corpus = train_module._utterance_weights(utts, classes, 2, TrainConfig(corpus_balance=True))
     # corpus a (3 utterances) and b (1) weigh the same in total; mean weight 1
     np.testing.assert_allclose(by_corpus, [2 / 3, 2 / 3, 2 / 3, 2.0])
+
+
+def _cell_mass(weights, utts, classes, corpus, k):
+    return sum(w for w, u, c in zip(weights, utts, classes) if u.corpus == corpus and c == k)
+
+
+def test_class_balance_within_each_corpus_equalises_every_corpus_class_cell():
+    """Pooled class counts leave a corpus's own classes unbalanced when another corpus fills the
+    rare class (EMO-DB's happy beside RAVDESS's); counted per corpus, with corpus balance, every
+    (corpus, class) cell carries the same total weight."""
+    from ser_cli.corpora import Utterance
+
+    corpora = ["a"] * 3 + ["b"] * 5
+    utts = [Utterance(f"{i}.wav", "s", "x", c, str(i), c) for i, c in enumerate(corpora)]
+    classes = np.array([0, 0, 1, 0, 0, 1, 1, 1])
+    both = dict(class_balance=True, corpus_balance=True)
+    pooled = train_module._utterance_weights(utts, classes, 2, TrainConfig(**both))
+    assert _cell_mass(pooled, utts, classes, "a", 0) == pytest.approx(2 * _cell_mass(pooled, utts, classes, "a", 1))
+    within = train_module._utterance_weights(
+        utts, classes, 2, TrainConfig(**both, class_balance_scope="corpus"))
+    assert within.mean() == pytest.approx(1.0)
+    cells = [_cell_mass(within, utts, classes, c, k) for c in "ab" for k in (0, 1)]
+    np.testing.assert_allclose(cells, [cells[0]] * 4)
+    # without corpus balance each corpus keeps its share, split evenly over its classes
+    alone = train_module._utterance_weights(
+        utts, classes, 2, TrainConfig(class_balance=True, class_balance_scope="corpus"))
+    a0, a1, b0, b1 = (_cell_mass(alone, utts, classes, c, k) for c in "ab" for k in (0, 1))
+    assert a0 == pytest.approx(a1) and b0 == pytest.approx(b1) and (b0 + b1) == pytest.approx(5 / 3 * (a0 + a1))
 
 
 def test_epoch_segments_are_fresh_each_epoch_and_reproducible():
