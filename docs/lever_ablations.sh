@@ -97,6 +97,12 @@ $S --epochs 48 --pool-after 2,3 --seed 1 -o "$OUT/ser48-pool23-s1"; wait
 # corpus weighs the same, as each corpus's UA counts them, seeds 0 and 1
 $S --epochs 48 --class-balance-scope corpus -o "$OUT/ser48-cellbal" &
 $S --epochs 48 --class-balance-scope corpus --seed 1 -o "$OUT/ser48-cellbal-s1"; wait
+# the recipe (seeds 0 and 1) on the other three inner folds of outer fold 1's training speakers
+# (EMO-DB 11-12, 13-14, 15-16 with RAVDESS actors 10-14, 15-19, 20-24), so that a lever can be
+# screened on all of them (the later --only-folds replaces $S's); pooled with fold 1
+# (ser48-adamw{,-s1}) by docs/pool_runs.py
+$S --epochs 48 --only-folds 2,3,4 -o "$OUT/ser48-adamw-f234" &
+$S --epochs 48 --only-folds 2,3,4 --seed 1 -o "$OUT/ser48-adamw-s1-f234"; wait
 # the 4-class winner, the 1.5x wider trunk, on the protocol's ten folds (fold i holds out EMO-DB
 # speaker i and, for i <= 6, RAVDESS actors 4i-3 .. 4i), against the bundled model's evaluation
 # (docs/results/default-model/joint/, the `ser` width, same folds and utterances): about 32 min
