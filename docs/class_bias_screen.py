@@ -15,14 +15,13 @@ to the test-fold ensemble, and paired with it there.
 
 Members are separated by commas and combined as a ``ser-cli ensemble`` model scores (mean
 utterance logits); PART+PART is one member whose folds ran as separate reports (inner fold 1,
-and inner folds 2-4). Folders are resolved as in ``ensemble_screen.py``.
+and inner folds 2-4), joined by ``ensemble_screen.read``. Folders are resolved as there.
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import sys
 from pathlib import Path
 
@@ -30,32 +29,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ensemble_screen import NAMES, average, folder, read, score  # noqa: E402
+from ensemble_screen import NAMES, average, members, score  # noqa: E402
 from render_paper_tables import fmt_p, mcnemar  # noqa: E402
-
-
-def member(parts: str, classes: list[str]) -> dict[str, dict]:
-    """One member's rows over its parts (PART+PART: reports of disjoint folds of one run)."""
-    rows: dict[str, dict] = {}
-    for part in parts.split("+"):
-        if json.loads((folder(part) / "metrics.json").read_text())["classes"] != classes:
-            raise SystemExit(f"{part}: its classes differ from the first run's")
-        table = read(part, classes)
-        if rows.keys() & table.keys():
-            raise SystemExit(f"{part}: scores utterances another part of its member scores")
-        rows.update(table)
-    return rows
 
 
 def ensemble(runs: str) -> tuple[list[str], list[dict]]:
     """(classes, the ensemble's rows) of RUN,RUN,...: members combined by mean utterance logits."""
-    first = runs.split(",")[0].split("+")[0]
-    classes = json.loads((folder(first) / "metrics.json").read_text())["classes"]
-    tables = [member(m, classes) for m in runs.split(",")]
-    utts = sorted(set.intersection(*(set(t) for t in tables)))
-    if any(len(t) != len(utts) for t in tables):
-        raise SystemExit(f"{runs}: the members do not score the same utterances")
-    return classes, average([[{**t[u], "utt": u} for u in utts] for t in tables], "logits")
+    classes, tables = members(runs.split(","))
+    return classes, average(tables, "logits")
 
 
 def shifted(rows: list[dict], offset: np.ndarray) -> list[dict]:

@@ -62,9 +62,13 @@ def read(run: str, classes: list[str]) -> dict[str, dict]:
     """utterance id -> row with ``label``, ``family``, ``fold`` and ``probs``.
 
     ``family`` is the corpus of a run that mixes corpora (speaker ``emodb:03``), else ``""``.
+    A run written PART+PART is one run whose disjoint folds were reported separately (for
+    example inner fold 1, and inner folds 2-4 run later); its parts' rows are joined.
     """
-    with open(folder(run) / "predictions.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = []
+    for part in run.split("+"):
+        with open(folder(part) / "predictions.csv", newline="") as f:
+            rows += list(csv.DictReader(f))
     out = {r["utt"]: {"label": r["true"], "path": r["path"], "n_segments": int(r["n_segments"]), "family": r["speaker"].partition(":")[0] if ":" in r["speaker"] else "",
                       "speaker": r["speaker"], "fold": int(r["fold"]),
                       "probs": np.array([float(r[c]) for c in classes])}
@@ -95,10 +99,11 @@ def score(rows: list[dict], classes: list[str]) -> tuple[dict, dict, dict[str, b
 
 def members(runs: list[str]) -> tuple[list[str], list[list[dict]]]:
     """(classes, each run's rows over the utterances all runs scored, in one order)."""
-    classes = json.loads((folder(runs[0]) / "metrics.json").read_text())["classes"]
-    for run in runs[1:]:
-        if json.loads((folder(run) / "metrics.json").read_text())["classes"] != classes:
-            raise SystemExit(f"{run}: its classes differ from {runs[0]}'s")
+    parts = [part for run in runs for part in run.split("+")]
+    classes = json.loads((folder(parts[0]) / "metrics.json").read_text())["classes"]
+    for part in parts[1:]:
+        if json.loads((folder(part) / "metrics.json").read_text())["classes"] != classes:
+            raise SystemExit(f"{part}: its classes differ from {parts[0]}'s")
     tables = [read(r, classes) for r in runs]
     utts = sorted(set.intersection(*(set(t) for t in tables)))
     return classes, [[{**t[u], "utt": u} for u in utts] for t in tables]
