@@ -3,7 +3,9 @@
 A model trained on EMO-DB's seven classes (with RAVDESS's six shared ones) can score the 4-class
 task: its utterances of neutral, happy, angry and sad, each labelled by the arg-max over those four
 classes only (the utterance probabilities of ``predictions.csv`` restricted; an ensemble, written
-A+B, averages its members' probabilities first). This compares that with the 4-class model of the
+A+B, averages its members' probabilities first). An ensemble may mix class sets (the 4-class pair
+beside the 7-class pair, A+B+C+D): then each member's probabilities are restricted to the four
+classes and renormalised before they are averaged, so every member weighs the same. This compares that with the 4-class model of the
 same recipe, seed and folds on the same utterances, reading and scoring both with
 ``ensemble_screen.py``'s functions: WA and UA per corpus, pooled UA, and the paired counts of
 utterances right only with each, with the exact McNemar p. A RUN is resolved as in
@@ -11,13 +13,18 @@ utterances right only with each, with the exact McNemar p. A RUN is resolved as 
 
     cd docs && python fewer_classes_screen.py ser48-7c-joint ser48-adamw
     cd docs && python fewer_classes_screen.py results/classes48/joint7 results/default-model/joint
+    cd docs && python fewer_classes_screen.py ser48-adamw+ser48-adamw-s1+ser48-7c-joint+ser48-7c-joint-s1 ser48-adamw+ser48-adamw-s1
 """
 
 from __future__ import annotations
 
 import sys
 
-from ensemble_screen import average, line, members, score
+import json
+
+import numpy as np
+
+from ensemble_screen import average, folder, line, members, read, score
 from render_paper_tables import fmt_p, mcnemar
 
 CLASSES = ["neutral", "happy", "angry", "sad"]
@@ -26,10 +33,24 @@ CLASSES = ["neutral", "happy", "angry", "sad"]
 def four_class(run: str) -> tuple[dict, dict, dict[str, bool], dict[str, str]]:
     """``score`` of ``run`` (A+B: an ensemble) over the 4-class utterances and classes only, and
     each utterance's corpus."""
-    classes, rows = members(run.split("+"))
-    keep = [classes.index(c) for c in CLASSES]
-    rows = [{**r, "probs": r["probs"][keep]} for r in average(rows) if r["label"] in CLASSES]
+    parts = run.split("+")
+    class_sets = [json.loads((folder(p) / "metrics.json").read_text())["classes"] for p in parts]
+    if all(c == class_sets[0] for c in class_sets):
+        classes, rows = members(parts)
+        keep = [classes.index(c) for c in CLASSES]
+        rows = [{**r, "probs": r["probs"][keep]} for r in average(rows) if r["label"] in CLASSES]
+    else:
+        tables = [read(p, c) for p, c in zip(parts, class_sets)]
+        utts = sorted(u for u in set.intersection(*(set(t) for t in tables)) if tables[0][u]["label"] in CLASSES)
+        rows = [{**tables[0][u], "utt": u, "probs": np.mean([four(t[u]["probs"], c) for t, c in zip(tables, class_sets)], axis=0)}
+                for u in utts]
     return (*score(rows, CLASSES), {r["utt"]: r["family"] for r in rows})
+
+
+def four(probs: np.ndarray, classes: list[str]) -> np.ndarray:
+    """A member's probabilities over the four classes only, renormalised."""
+    p = probs[[classes.index(c) for c in CLASSES]]
+    return p / p.sum()
 
 
 def main(here: str, there: str) -> None:
