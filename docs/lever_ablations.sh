@@ -106,6 +106,7 @@ $S --epochs 48 --only-folds 2,3,4 --seed 1 -o "$OUT/ser48-adamw-s1-f234"; wait
 # the 0-8 kHz band (seed 0) on the same inner folds 2-4, against ser48-adamw-f234 (folds 2 and 4
 # hold speakers 11 and 16, whose happy utterances the recipe takes for angry)
 $S --epochs 48 --only-folds 2,3,4 --jobs 2 --fmax 8000 -o "$OUT/ser48-fmax8k-f234"
+$S --epochs 48 --only-folds 2,3,4 --jobs 2 --fmax 8000 --seed 1 -o "$OUT/ser48-fmax8k-s1-f234"
 # the 4-class winner, the 1.5x wider trunk, on the protocol's ten folds (fold i holds out EMO-DB
 # speaker i and, for i <= 6, RAVDESS actors 4i-3 .. 4i), against the bundled model's evaluation
 # (docs/results/default-model/joint/, the `ser` width, same folds and utterances): about 32 min
