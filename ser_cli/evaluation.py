@@ -398,14 +398,35 @@ def _run_fold(
     return result
 
 
+def _exit_with_parent(parent_pid: int, every: float = 1.0) -> None:
+    """Worker initializer: end this process once ``parent_pid`` is no longer its parent.
+
+    A fold worker otherwise outlives an ``evaluate`` killed by SIGTERM or SIGKILL (a batch
+    system's time limit, ``kill``), training on for up to an hour and holding the fold's lock,
+    so that a resumed run is refused. Checked every ``every`` seconds by a daemon thread; the
+    fold's last finished epoch is already on disk, so the resumed run loses at most one epoch.
+    """
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(every)
+        print(f"fold worker {os.getpid()}: evaluate (pid {parent_pid}) has ended; stopping",
+              file=sys.stderr, flush=True)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def _run_parallel(tasks: dict[int, dict], jobs: int, threads: int | None, progress: bool) -> list[dict]:
-    """Run folds in ``jobs`` spawned processes; results in fold order."""
+    """Run folds in ``jobs`` spawned processes, which end with this one; results in fold order."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     workers = min(jobs, len(tasks))
     per_fold = threads or max(1, (os.cpu_count() or 1) // workers)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_exit_with_parent, initargs=(os.getpid(),)) as pool:
         futures = {
             index: pool.submit(_run_fold, **{**task, "threads": per_fold,
                                              "progress_prefix": f"fold {index}: " if progress else None})

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -225,6 +229,28 @@ def test_parallel_folds_equal_sequential_folds(three_speakers, feature_cache, tm
             np.testing.assert_allclose(row_a["segment_logits"], row_b["segment_logits"], atol=1e-5)
     with pytest.raises(ConfigError, match="jobs=0"):
         _evaluate(three_speakers, tmp_path / "bad", feature_cache, jobs=0)
+
+
+def test_fold_worker_ends_when_evaluate_is_killed(tmp_path):
+    # a stand-in for evaluate: starts a worker as the fold pool does (the initializer with its
+    # pid), reports the worker's pid, then dies as if killed; the worker must not live on
+    worker = ("import sys, time; from ser_cli.evaluation import _exit_with_parent; "
+              "_exit_with_parent(int(sys.argv[1]), every=0.05); time.sleep(60)")
+    parent = ("import os, subprocess, sys; "
+              f"w = subprocess.Popen([sys.executable, '-c', {worker!r}, str(os.getpid())], "
+              "stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); "
+              "print(w.pid, flush=True); os._exit(0)")
+    out = subprocess.run([sys.executable, "-c", parent], capture_output=True, text=True, timeout=60)
+    pid = int(out.stdout)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    os.kill(pid, 9)
+    pytest.fail(f"worker {pid} outlived its parent by 20 s")
 
 
 def test_reuse_models_rescores_without_training_and_refuses_other_settings(
