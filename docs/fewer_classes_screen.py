@@ -5,8 +5,8 @@ task: its utterances of neutral, happy, angry and sad, each labelled by the arg-
 classes only (the utterance probabilities of ``predictions.csv`` restricted; an ensemble, written
 A+B, averages its members' probabilities first). An ensemble may mix class sets (the 4-class pair
 beside the 7-class pair, A+B+C+D): then each member's probabilities are restricted to the four
-classes and renormalised before they are averaged, so every member weighs the same. This compares that with the 4-class model of the
-same recipe, seed and folds on the same utterances, reading and scoring both with
+classes and renormalised before they are averaged, so every member weighs the same. This
+compares that with the 4-class model of the same recipe, seed and folds on the same utterances, reading and scoring both with
 ``ensemble_screen.py``'s functions: WA and UA per corpus, pooled UA, and the paired counts of
 utterances right only with each, with the exact McNemar p. A RUN is resolved as in
 ``ensemble_screen.py`` (a name under ``results/screening/``, or a path with a ``/``).
@@ -18,9 +18,8 @@ utterances right only with each, with the exact McNemar p. A RUN is resolved as 
 
 from __future__ import annotations
 
-import sys
-
 import json
+import sys
 
 import numpy as np
 
@@ -41,8 +40,10 @@ def four_class(run: str) -> tuple[dict, dict, dict[str, bool], dict[str, str]]:
         rows = [{**r, "probs": r["probs"][keep]} for r in average(rows) if r["label"] in CLASSES]
     else:
         tables = [read(p, c) for p, c in zip(parts, class_sets)]
-        utts = sorted(u for u in set.intersection(*(set(t) for t in tables)) if tables[0][u]["label"] in CLASSES)
-        rows = [{**tables[0][u], "utt": u, "probs": np.mean([four(t[u]["probs"], c) for t, c in zip(tables, class_sets)], axis=0)}
+        utts = sorted(u for u in set.intersection(*(set(t) for t in tables))
+                      if tables[0][u]["label"] in CLASSES)
+        rows = [{**tables[0][u], "utt": u,
+                 "probs": np.mean([four(t[u]["probs"], c) for t, c in zip(tables, class_sets)], axis=0)}
                 for u in utts]
     return (*score(rows, CLASSES), {r["utt"]: r["family"] for r in rows})
 
