@@ -6,8 +6,8 @@ classes only (the utterance probabilities of ``predictions.csv`` restricted; an 
 A+B, averages its members' probabilities first). An ensemble may mix class sets (the 4-class pair
 beside the 7-class pair, A+B+C+D): then each member's probabilities are restricted to the four
 classes and renormalised before they are averaged, so every member weighs the same. This
-compares that with the 4-class model of the same recipe, seed and folds on the same utterances, reading and scoring both with
-``ensemble_screen.py``'s functions: WA and UA per corpus, pooled UA, and the paired counts of
+compares that with the 4-class model of the same recipe, seed and folds on the same utterances,
+reading and scoring both with ``ensemble_screen.py``'s functions: WA and UA per corpus, pooled UA, and the paired counts of
 utterances right only with each, with the exact McNemar p. A RUN is resolved as in
 ``ensemble_screen.py`` (a name under ``results/screening/``, or a path with a ``/``).
 
