@@ -146,3 +146,17 @@ CW_FOLDS="$(dirname "$0")/results/cross-wide/folds"
 if [ -d "$CW_FOLDS" ]; then cp -rn "$CW_FOLDS" "$OUT/eval-cross-wide/"; fi
 ser-cli evaluate "$D/emodb_original_subset" "$D/emodb" "$D/ravdess" --classes neutral,happy,angry,sad \
   --folds corpus --epochs 48 --widths 48,72,96,120 --jobs 2 --threads 1 --quiet -o "$OUT/eval-cross-wide"
+# a 0-4 kHz model beside a 0-8 kHz one, the pair chosen on all four inner folds
+#   cd docs/results/screening && python ../../ensemble_screen.py --average logits \
+#       --against ser48-adamw+ser48-adamw-f234,ser48-adamw-s1+ser48-adamw-s1-f234 \
+#       ser48-adamw+ser48-adamw-f234 ser48-fmax8k+ser48-fmax8k-f234
+# on the test folds: the bundled recipe with --fmax 8000 (seed 0), its folds committed under
+# docs/results/fmax8k4/folds/ in the same way, then paired with the bundled model's seed-0
+# evaluation and compared with the bundled pair:
+#   python docs/ensemble_screen.py --average logits --against docs/results/default-model/joint,docs/results/default-model/joint-s1 \
+#       docs/results/default-model/joint "$OUT/fmax8k4"
+mkdir -p "$OUT/fmax8k4"
+F4_FOLDS="$(dirname "$0")/results/fmax8k4/folds"
+if [ -d "$F4_FOLDS" ]; then cp -rn "$F4_FOLDS" "$OUT/fmax8k4/"; fi
+ser-cli evaluate "$D/emodb_original_subset" "$D/emodb" "$D/ravdess" --classes neutral,happy,angry,sad \
+  --folds emodb=10,ravdess=6 --epochs 48 --fmax 8000 --jobs 2 --threads 1 --quiet -o "$OUT/fmax8k4"
