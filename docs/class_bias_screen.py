@@ -97,5 +97,6 @@ def main(argv: list[str]) -> None:
                   f"WA {100 * before[0][c]['wa']:.1f} -> {100 * after[0][c]['wa']:.1f}; right only with the offsets "
                   f"{a}, only without {b}, {fmt_p(p)}; recalls {recalls}")
 
+
 if __name__ == "__main__":
     main(sys.argv[1:])

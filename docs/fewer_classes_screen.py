@@ -7,8 +7,8 @@ A+B, averages its members' probabilities first). An ensemble may mix class sets 
 beside the 7-class pair, A+B+C+D): then each member's probabilities are restricted to the four
 classes and renormalised before they are averaged, so every member weighs the same. This
 compares that with the 4-class model of the same recipe, seed and folds on the same utterances,
-reading and scoring both with ``ensemble_screen.py``'s functions: WA and UA per corpus, pooled UA, and the paired counts of
-utterances right only with each, with the exact McNemar p. A RUN is resolved as in
+reading and scoring both with ``ensemble_screen.py``'s functions: WA and UA per corpus, pooled
+UA, and the paired counts of utterances right only with each, with the exact McNemar p. A RUN is resolved as in
 ``ensemble_screen.py`` (a name under ``results/screening/``, or a path with a ``/``).
 
     cd docs && python fewer_classes_screen.py ser48-7c-joint ser48-adamw
@@ -23,7 +23,7 @@ import sys
 
 import numpy as np
 
-from ensemble_screen import average, folder, line, members, read, score
+from ensemble_screen import folder, line, read, score
 from render_paper_tables import fmt_p, mcnemar
 
 CLASSES = ["neutral", "happy", "angry", "sad"]
@@ -34,24 +34,21 @@ def four_class(run: str) -> tuple[dict, dict, dict[str, bool], dict[str, str]]:
     each utterance's corpus."""
     parts = run.split("+")
     class_sets = [json.loads((folder(p) / "metrics.json").read_text())["classes"] for p in parts]
-    if all(c == class_sets[0] for c in class_sets):
-        classes, rows = members(parts)
-        keep = [classes.index(c) for c in CLASSES]
-        rows = [{**r, "probs": r["probs"][keep]} for r in average(rows) if r["label"] in CLASSES]
-    else:
-        tables = [read(p, c) for p, c in zip(parts, class_sets)]
-        utts = sorted(u for u in set.intersection(*(set(t) for t in tables))
-                      if tables[0][u]["label"] in CLASSES)
-        rows = [{**tables[0][u], "utt": u,
-                 "probs": np.mean([four(t[u]["probs"], c) for t, c in zip(tables, class_sets)], axis=0)}
-                for u in utts]
+    # one class set: restricting each member and averaging is restricting their average
+    renormalise = any(c != class_sets[0] for c in class_sets)
+    tables = [read(p, c) for p, c in zip(parts, class_sets)]
+    utts = sorted(u for u in set.intersection(*(set(t) for t in tables))
+                  if tables[0][u]["label"] in CLASSES)
+    rows = [{**tables[0][u], "utt": u,
+             "probs": np.mean([four(t[u]["probs"], c, renormalise) for t, c in zip(tables, class_sets)], axis=0)}
+            for u in utts]
     return (*score(rows, CLASSES), {r["utt"]: r["family"] for r in rows})
 
 
-def four(probs: np.ndarray, classes: list[str]) -> np.ndarray:
-    """A member's probabilities over the four classes only, renormalised."""
+def four(probs: np.ndarray, classes: list[str], renormalise: bool) -> np.ndarray:
+    """A member's probabilities over the four classes only (renormalised if asked)."""
     p = probs[[classes.index(c) for c in CLASSES]]
-    return p / p.sum()
+    return p / p.sum() if renormalise else p
 
 
 def main(here: str, there: str) -> None:
