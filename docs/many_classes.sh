@@ -15,7 +15,8 @@
 # a second seed and the 1.5x wider trunk (two seeds), for the trunk and ensemble levers. Copy each
 # OUT/screen7/<run>/{metrics.json,metrics.csv,predictions.csv,command.txt} to
 # docs/results/screening/<run>/. Then the winner on the test folds, its second seed there, and
-# last a third seed on the inner fold, for the ensemble's size, and the 0-8 kHz band.
+# last a third seed on the inner fold, for the ensemble's size, the 0-8 kHz band, class weights
+# counted per corpus, and the nine classes of both corpora.
 #
 #   SER_DATA=../shared/data docs/many_classes.sh [OUT]      (OUT default runs/classes48)
 set -e
@@ -81,3 +82,12 @@ ser-cli evaluate $J7 --fmax 8000 --seed 1 -o "$OUT/screen7/ser48-7c-joint-fmax8k
 # happy, its weakest classes, are also its rarest), seeds 0 and 1
 ser-cli evaluate $J7 --class-balance-scope corpus -o "$OUT/screen7/ser48-7c-joint-cellbal" &
 ser-cli evaluate $J7 --class-balance-scope corpus --seed 1 -o "$OUT/screen7/ser48-7c-joint-cellbal-s1"; wait
+# the nine classes of both corpora (EMO-DB's seven, with RAVDESS's calm and surprise: the training
+# actors' 240 utterances of those two classes added), read on the 7-class task by restricting its
+# probabilities to the seven, alone and as a third member beside the 7-class pair (about 2 h of
+# one core in fp32):
+#   cd docs && python fewer_classes_screen.py --classes angry,boredom,disgust,fear,happy,neutral,sad \
+#       ser48-9c-joint ser48-7c-joint
+ser-cli evaluate "$D/emodb_original_subset" "$D/emodb" "$D/ravdess" \
+  --classes angry,boredom,disgust,fear,happy,neutral,sad,calm,surprise --only-folds 1 --threads 1 --quiet \
+  --exclude-speakers $EX --folds emodb=4,ravdess=4 -o "$OUT/screen7/ser48-9c-joint"
