@@ -91,3 +91,9 @@ ser-cli evaluate $J7 --class-balance-scope corpus --seed 1 -o "$OUT/screen7/ser4
 ser-cli evaluate "$D/emodb_original_subset" "$D/emodb" "$D/ravdess" \
   --classes angry,boredom,disgust,fear,happy,neutral,sad,calm,surprise --only-folds 1 --threads 1 --quiet \
   --exclude-speakers $EX --folds emodb=4,ravdess=4 -o "$OUT/screen7/ser48-9c-joint"
+# and its seed 1, for the nine-class pair against the 7-class pair:
+#   cd docs && python fewer_classes_screen.py --classes angry,boredom,disgust,fear,happy,neutral,sad \
+#       ser48-9c-joint+ser48-9c-joint-s1 ser48-7c-joint+ser48-7c-joint-s1
+ser-cli evaluate "$D/emodb_original_subset" "$D/emodb" "$D/ravdess" \
+  --classes angry,boredom,disgust,fear,happy,neutral,sad,calm,surprise --only-folds 1 --threads 1 --quiet \
+  --seed 1 --exclude-speakers $EX --folds emodb=4,ravdess=4 -o "$OUT/screen7/ser48-9c-joint-s1"
